@@ -1,0 +1,58 @@
+"""The algorithm plug-in contract (DESIGN.md §3).
+
+A plug-in says which data it trains on and supplies its loss; the backbone (``harness/training.py``)
+owns everything else, identically for every algorithm. The backbone calls:
+
+1. ``build_examples(data, rng)`` once: a list of training examples, each a dict mapping a *slot*
+   name (``"seq"``, or ``"chosen"``/``"rejected"``) to a sequence (see ``harness/sequences.py``).
+2. ``loss(batch)`` per micro-batch, where ``batch[slot]`` holds that slot's completion tensors
+   ``logps`` (policy, with grad), ``ref_logps``, ``mask``, ``rewards``. It returns
+   ``(loss, metrics)``: the loss is a mean over the micro-batch's examples (``normalize="sequence"``)
+   or over its completion tokens (``normalize="token"``); the backbone re-weights micro-batches by
+   their share of the whole batch, so gradient accumulation never changes the result.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class TrainData:
+    """What offline algorithms may train on; every algorithm of a sweep sees the same objects."""
+
+    #: gold demonstrations (the warm start's SFT data): sequences with reward 1
+    demo: list[dict] = field(default_factory=list)
+    #: rollout bank grouped by prompt: ``{"prompt_id", "prompt_ids", "samples": [sequence, ...]}``
+    bank: list[dict] = field(default_factory=list)
+
+
+class Algorithm:
+    name: str = "algorithm"
+    #: False for ``reference``: the pipeline skips training and evaluates π_ref
+    trains: bool = True
+    #: needs the rollout bank (samples from π_ref with their log-probs and rewards)
+    needs_bank: bool = False
+    #: slots of one example; all slots of a micro-batch go through the model in one forward pass
+    slots: tuple[str, ...] = ("seq",)
+    #: "sequence" or "token": what the loss is a mean over (see module docstring)
+    normalize: str = "sequence"
+
+    def __init__(self, **cfg):
+        self.cfg = dict(cfg)
+        self.lr = float(cfg.get("lr", 1e-5))
+
+    def build_examples(self, data: TrainData, rng: random.Random) -> list[dict]:
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, dict[str, torch.Tensor]]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+
+def token_nll(logps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean negative log-likelihood over real tokens of a ``[B, T]`` batch (SFT, RFT)."""
+    n = mask.sum().clamp(min=1)
+    loss = -(logps * mask).sum() / n
+    return loss, {"nll": loss.item()}

@@ -1,0 +1,9 @@
+"""``reference``: π_ref itself, trained no further. Every sweep evaluates it so each algorithm's row
+reads as a change from the same starting point."""
+from algorithms.base import Algorithm
+from harness.registry import register_algorithm
+
+
+@register_algorithm("reference")
+class Reference(Algorithm):
+    trains = False

@@ -1,0 +1,55 @@
+"""Content-addressed artifacts (DESIGN.md §1): warm start, rollout bank, process values.
+
+An artifact's key is a hash of exactly the config that determines it, so every job of a sweep that
+needs the same bank finds the one an earlier job built. Artifacts are built in a temporary folder and
+renamed into place when complete; a lock keeps two concurrent jobs from building the same one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+META = "meta.json"
+
+
+def config_hash(spec) -> str:
+    """Stable hash of a JSON-able spec (key order does not matter)."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ArtifactStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, stage: str, spec: dict) -> Path:
+        return self.root / f"{stage}-{config_hash({'stage': stage, **spec})[:12]}"
+
+    def get_or_build(self, stage: str, spec: dict, build: Callable[[Path], dict]) -> tuple[Path, dict, bool]:
+        """``(path, meta, hit)``. On a miss ``build(tmp_dir)`` fills the folder and returns its meta
+        (cost, counts); the spec and the build's wall time are added to it."""
+        path = self.path(stage, spec)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if (path / META).exists():
+                return path, json.loads((path / META).read_text()), True
+            tmp = path.with_name(path.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            t0 = time.perf_counter()
+            meta = dict(build(tmp) or {})
+            meta.setdefault("wall_s", time.perf_counter() - t0)
+            meta["stage"], meta["spec"] = stage, spec
+            (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
+            shutil.rmtree(path, ignore_errors=True)
+            tmp.rename(path)
+            return path, meta, False

@@ -1,0 +1,48 @@
+"""The rollout bank (DESIGN.md §1): K samples per RL prompt from π_ref, graded, with log π_ref per token.
+
+Stored as parquet through ``datasets``; shared by every offline algorithm of a sweep (an artifact).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from datasets import Dataset
+
+FILE = "bank.parquet"
+
+
+def build_bank(engine, task, examples: list[dict], cfg, *, seed: int, out_dir: Path) -> dict:
+    """Sample, grade and save; returns the bank's summary (its meta)."""
+    prompts = [task.prompt(ex) for ex in examples]
+    samples = engine.generate(prompts, n=int(cfg.k), temperature=cfg.temperature, top_p=cfg.top_p,
+                              max_new_tokens=cfg.max_new_tokens, seed=seed, desc="rollout bank")
+    rows = []
+    for ex, group in zip(examples, samples):
+        for j, s in enumerate(group):
+            rows.append({"prompt_id": ex["id"], "sample": j, "prompt_ids": s.prompt_ids,
+                         "completion_ids": s.token_ids, "ref_logps": s.logprobs, "text": s.text,
+                         "reward": task.grade(s.text, ex), "finished": s.finished})
+    Dataset.from_list(rows).to_parquet(str(out_dir / FILE))
+    per_prompt = [[r["reward"] for r in g["samples"]] for g in _group(rows)]
+    return {
+        "n_prompts": len(examples), "k": int(cfg.k), "n_samples": len(rows),
+        "frac_correct": sum(r["reward"] for r in rows) / max(len(rows), 1),
+        "frac_prompts_mixed": sum(0 < sum(p) < len(p) for p in per_prompt) / max(len(per_prompt), 1),
+        "gen_tokens": sum(len(r["completion_ids"]) for r in rows),
+        "prompt_tokens": sum(len(r["prompt_ids"]) for r in rows),
+    }
+
+
+def load_bank(path: Path) -> list[dict]:
+    """Samples grouped by prompt, in file order: ``[{"prompt_id", "prompt_ids", "samples": [...]}, ...]``."""
+    return _group(pq.read_table(Path(path) / FILE).to_pylist())
+
+
+def _group(rows: list[dict]) -> list[dict]:
+    groups: dict[str, dict] = {}
+    for r in rows:
+        g = groups.setdefault(r["prompt_id"], {"prompt_id": r["prompt_id"], "prompt_ids": r["prompt_ids"],
+                                               "samples": []})
+        g["samples"].append(r)
+    return list(groups.values())

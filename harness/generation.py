@@ -1,0 +1,108 @@
+"""Generation engines (DESIGN.md §3): prompts in; texts, token ids and per-token log-probs out.
+
+Every engine returns the log-probability of each sampled token under the *untempered* policy
+(log π(a|s)), so a bank sampled at T=1 carries exact reference log-probs and needs no second pass.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Sample:
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    finished: bool  # ended with EOS rather than at max_new_tokens
+    prompt_ids: list[int] = field(default_factory=list)
+
+
+class Engine(abc.ABC):
+    """One interface for every backend; ``generate`` returns ``n`` samples for each prompt."""
+
+    @abc.abstractmethod
+    def generate(self, prompts: list[str], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                 max_new_tokens: int = 64, seed: int = 0, desc: str = "generate") -> list[list[Sample]]:
+        ...
+
+
+class HFEngine(Engine):
+    """transformers ``generate`` with KV cache, left-padded batches, CPU or GPU.
+
+    ``temperature=0`` is greedy. Raw logits of every step are kept for the log-probs, so memory grows
+    as batch x steps x vocab: lower ``generation.batch_size`` for large-vocabulary models.
+    """
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 256):
+        self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+
+    @torch.no_grad()
+    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate"):
+        model, tok = self.model, self.tok
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        eos_ids = _eos_ids(model, tok)
+        enc = tok(prompts, add_special_tokens=True)["input_ids"]
+        # Requests are (prompt, sample) pairs, longest prompts first so batches pad little.
+        requests = [(i, j) for i in range(len(prompts)) for j in range(n)]
+        requests.sort(key=lambda r: -len(enc[r[0]]))
+        out: list[list[Sample | None]] = [[None] * n for _ in prompts]
+        greedy = temperature == 0
+        bar = tqdm(total=len(requests), desc=desc, unit="seq", leave=False, disable=None)
+        for b, start in enumerate(range(0, len(requests), self.batch_size)):
+            chunk = requests[start:start + self.batch_size]
+            ids = [enc[i] for i, _ in chunk]
+            width = max(map(len, ids))
+            input_ids = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids], device=device)
+            attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+            # Seeded per batch: the same config gives the same samples, whatever ran before.
+            torch.manual_seed(seed * 1_000_003 + b)
+            gen = model.generate(
+                input_ids=input_ids, attention_mask=attn, max_new_tokens=max_new_tokens,
+                do_sample=not greedy, temperature=None if greedy else temperature,
+                top_p=None if greedy else top_p, top_k=None if greedy else 0,
+                pad_token_id=tok.pad_token_id, eos_token_id=eos_ids,
+                output_logits=True, return_dict_in_generate=True,
+            )
+            new = gen.sequences[:, width:]
+            logits = torch.stack(gen.logits, dim=1).float()  # [B, steps, V], raw (untempered)
+            lp = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+            for row, (i, j) in enumerate(chunk):
+                toks = new[row].tolist()
+                stop = next((k for k, t in enumerate(toks) if t in eos_ids), None)
+                keep = len(toks) if stop is None else stop + 1
+                toks = toks[:keep]
+                out[i][j] = Sample(
+                    text=tok.decode(toks, skip_special_tokens=True),
+                    token_ids=toks,
+                    logprobs=lp[row, :keep].tolist(),
+                    finished=stop is not None,
+                    prompt_ids=enc[i],
+                )
+            bar.update(len(chunk))
+        bar.close()
+        model.train(was_training)
+        return out  # type: ignore[return-value]
+
+
+def _eos_ids(model, tok) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
+        ids.append(tok.eos_token_id)
+    return ids
+
+
+def make_engine(name: str, model, tokenizer, *, batch_size: int = 256) -> Engine:
+    from harness.errors import UserError
+
+    if name == "hf":
+        return HFEngine(model, tokenizer, batch_size=batch_size)
+    if name == "vllm":
+        raise UserError("generation.engine=vllm is not available yet in this version; use generation.engine=hf")
+    raise UserError(f"unknown generation.engine {name!r}; valid: hf, vllm")

@@ -1,0 +1,199 @@
+"""One job (DESIGN.md §1): warm start → rollout bank → train → evaluate → record.
+
+The pipeline never knows which algorithm it runs: it asks the plug-in what it needs (``trains``,
+``needs_bank``) and hands the shared backbone its examples and loss.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import set_seed
+
+from algorithms.base import TrainData
+from harness import compute
+from harness.artifacts import ArtifactStore, config_hash
+from harness.bank import build_bank, load_bank
+from harness.errors import UserError
+from harness.evaluation import evaluate
+from harness.generation import make_engine
+from harness.models import load_model, load_tokenizer
+from harness.records import is_complete, read_json, run_id, write_json, write_jsonl
+from harness.registry import get_algorithm
+from harness.training import make_accelerator, train
+from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
+from tasks import get_task
+
+log = logging.getLogger("dqo")
+
+#: config sections every run depends on; ``train`` and ``bank`` are added when the algorithm uses them
+_BASE_SECTIONS = ("task", "model", "warm_start", "eval", "generation", "seed", "algo")
+
+
+def model_label(cfg) -> str:
+    """The model's name in run ids and the leaderboard: the hub id's or folder's last part, or ``tiny``."""
+    return Path(str(cfg.model.name_or_path)).name if cfg.model.name_or_path else str(cfg.model.name)
+
+
+def load_task(cfg):
+    """``(task, task_spec, n_demo)`` from the ``task`` config group."""
+    spec = OmegaConf.to_container(cfg.task, resolve=True)
+    kwargs = {k: v for k, v in spec.items() if k not in ("name", "n_demo")}
+    try:
+        task = get_task(spec["name"], **kwargs)
+    except TypeError as e:
+        raise UserError(f"task {spec['name']!r}: bad option ({e}); see sweeps/task/{spec['name']}.yaml") from None
+    return task, spec, int(spec.get("n_demo", 0))
+
+
+def split_train(train: list[dict], n_demo: int) -> tuple[list[dict], list[dict]]:
+    """Demonstrations (full solutions, for π_ref) and RL prompts (final answers only): a fixed split
+    of the train set, the same for every run and seed (DESIGN.md §10)."""
+    order = list(range(len(train)))
+    random.Random(1234).shuffle(order)
+    if n_demo >= len(train):
+        raise UserError(f"task.n_demo={n_demo} leaves no RL prompts in a train split of {len(train)}; lower it")
+    return [train[i] for i in order[:n_demo]], [train[i] for i in order[n_demo:]]
+
+
+def run_spec(cfg, algo_cls) -> dict:
+    sections = list(_BASE_SECTIONS) + (["train"] if algo_cls.trains else []) + (["bank"] if algo_cls.needs_bank else [])
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+            for k in sections}
+
+
+def reference_config(cfg) -> DictConfig:
+    ref = OmegaConf.to_container(cfg, resolve=True)
+    ref["algo"] = {"name": "reference"}
+    return OmegaConf.create(ref)
+
+
+def run_job(cfg: DictConfig) -> dict:
+    """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
+    algo_cls = get_algorithm(cfg.algo.name)
+    if cfg.include_reference and algo_cls.trains:
+        run_job(reference_config(cfg))
+    rid = run_id(cfg.task.name, model_label(cfg), cfg.algo.name, int(cfg.seed), config_hash(run_spec(cfg, algo_cls)))
+    run_dir = Path(cfg.results_dir) / "runs" / rid
+    if is_complete(run_dir):
+        log.info("%s: already complete, skipping (delete %s to recompute)", rid, run_dir)
+        return read_json(run_dir / "metrics.json")
+    log.info("=== %s", rid)
+    write_json(run_dir / "config.json", OmegaConf.to_container(cfg, resolve=True))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    head = {"run_id": rid, "task": cfg.task.name, "model": model_label(cfg), "algo": cfg.algo.name,
+            "seed": int(cfg.seed)}
+    t0 = time.perf_counter()
+    try:
+        metrics = _run(cfg, algo_cls, run_dir)
+    except Exception as e:  # recorded as a failed run; the caller decides whether the sweep goes on
+        write_json(run_dir / "metrics.json", {**head, "status": "failed", "error": _one_line(e),
+                                              "wall_s": time.perf_counter() - t0})
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        raise
+    metrics = {**head, "status": "ok", **metrics}
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the record complete
+    log.info("%s: accuracy %.4f (greedy), %s (sampled)", rid, metrics["accuracy"], metrics.get("accuracy_sampled"))
+    return metrics
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}" if not isinstance(e, UserError) else text[0]
+
+
+def _run(cfg, algo_cls, run_dir: Path) -> dict:
+    seed = int(cfg.seed)
+    set_seed(seed)
+    algo_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.algo, resolve=True).items() if k != "name"}
+    algo = algo_cls(**algo_kwargs)
+    meter, accelerator = compute.Meter(), make_accelerator()
+    store = ArtifactStore(Path(cfg.results_dir) / "artifacts")
+    task, task_spec, n_demo = load_task(cfg)
+    with meter.stage("data"):
+        splits = task.load_splits()
+        demo, rl_prompts = split_train(splits["train"], n_demo)
+        test = splits["test"][: cfg.eval.n_test] if cfg.eval.n_test else splits["test"]
+    used: dict[str, dict] = {}
+
+    # π_ref: a cached artifact, unless a given model is used as it is.
+    if cfg.model.name_or_path and int(cfg.warm_start.steps) == 0:
+        ref_path = str(cfg.model.name_or_path)
+    else:
+        path, meta, hit = store.get_or_build(
+            "warm_start", warm_start_spec(cfg, task_spec) | {"n_demo": n_demo},
+            lambda out: build_warm_start(cfg, task, splits, demo, accelerator, out))
+        log.info("warm start: %s %s", "reusing" if hit else "built", path)
+        used["warm_start"], ref_path = {**meta, "path": str(path), "hit": hit}, str(path)
+    tok = load_tokenizer(ref_path)
+    model = load_model(ref_path, device=accelerator.device)
+    engine = make_engine(cfg.generation.engine, model, tok, batch_size=int(cfg.generation.batch_size))
+
+    data = TrainData(demo=encode_demo(tok, task, demo))
+    if algo.needs_bank:
+        n = int(cfg.bank.n_prompts)
+        bank_spec = {"ref": ref_path, "task": task_spec, "n_demo": n_demo, "seed": seed,
+                     "bank": OmegaConf.to_container(cfg.bank, resolve=True),
+                     "generation": OmegaConf.to_container(cfg.generation, resolve=True)}
+
+        def build(out):
+            meta = build_bank(engine, task, rl_prompts[:n], cfg.bank, seed=seed, out_dir=out)
+            processed = meta["gen_tokens"] + meta["prompt_tokens"]
+            return meta | {"flops": compute.generate_flops(model.config, processed, processed / meta["n_samples"])}
+
+        path, meta, hit = store.get_or_build("bank", bank_spec, build)
+        if hit:
+            log.info("rollout bank: reusing %s (sampled once, shared by every algorithm of this config)", path)
+        else:
+            log.info("rollout bank: sampled %s: %d prompts x %d, %.1f%% correct, %.1f%% of prompts mixed",
+                     path, meta["n_prompts"], meta["k"], 100 * meta["frac_correct"], 100 * meta["frac_prompts_mixed"])
+        used["bank"] = {**meta, "path": str(path), "hit": hit}
+        data.bank = load_bank(path)
+
+    history = []
+    if algo.trains:
+        with meter.stage("train") as st:
+            examples = algo.build_examples(data, random.Random(seed))
+            log.info("%s: %d training examples, %d steps of %d", algo.name, len(examples), cfg.train.steps,
+                     cfg.train.batch_size)
+            res = train(model, algo, examples, cfg.train, lr=algo.lr, seed=seed, pad_id=tok.pad_token_id,
+                        accelerator=accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}")
+            engine.model, history = res["model"], res["history"]
+            seq_len = _mean_len(examples, algo.slots)
+            st.update(train_tokens=res["train_tokens"],
+                      flops=compute.train_flops(model.config, res["train_tokens"], seq_len))
+
+    with meter.stage("eval") as st:
+        metrics, rows, gen_tokens = evaluate(engine, task, test, cfg.eval, seed=seed)
+        prompt_tokens = sum(len(x) for x in tok([task.prompt(ex) for ex in test])["input_ids"])
+        processed = gen_tokens + prompt_tokens * (1 + int(cfg.eval.k))
+        st.update(gen_tokens=gen_tokens, flops=compute.generate_flops(model.config, processed, processed / max(len(rows), 1)))
+
+    write_jsonl(run_dir / "samples.jsonl", rows)
+    write_jsonl(run_dir / "train_history.jsonl", history)
+    cost = {"stages": meter.stages, "artifacts": used}
+    write_json(run_dir / "cost.json", cost)
+    own = list(meter.stages.values())
+    return {
+        **metrics,
+        "wall_s": sum(s["wall_s"] for s in own),
+        "gen_tokens": sum(s["gen_tokens"] for s in own),
+        "train_tokens": sum(s["train_tokens"] for s in own),
+        "flops": sum(s["flops"] for s in own),
+        "peak_mem_mb": max(s.get("peak_mem_mb", 0.0) for s in own),
+        "data_wall_s": sum(a.get("wall_s", 0.0) for a in used.values()),
+        "data_gen_tokens": sum(a.get("gen_tokens", 0) for a in used.values()),
+        "data_train_tokens": sum(a.get("train_tokens", 0) for a in used.values()),
+        "data_flops": sum(a.get("flops", 0.0) for a in used.values()),
+        "n_train_examples": len(examples) if algo.trains else 0,
+        "final_loss": history[-1]["loss"] if history else None,
+    }
+
+
+def _mean_len(examples: list[dict], slots) -> float:
+    lens = [len(ex[s]["prompt_ids"]) + len(ex[s]["completion_ids"]) for ex in examples for s in slots]
+    return sum(lens) / max(len(lens), 1)

@@ -1,0 +1,68 @@
+"""Name -> plug-in registry for algorithms and tasks.
+
+A plug-in is a module named after itself (``algorithms/dpo.py`` registers ``dpo``) whose class is
+decorated with ``@register_algorithm("dpo")``. Modules are imported only when their name is asked
+for, so ``algo=dpo`` never imports what ``algo=ppo`` would (vLLM, say).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from harness.errors import UserError
+
+_REGISTRIES: dict[str, dict[str, type]] = {"algorithm": {}, "task": {}}
+_PACKAGES = {"algorithm": "algorithms", "task": "tasks"}
+# Modules in a plug-in package that hold shared helpers, not plug-ins.
+_NOT_PLUGINS = {"base", "grading", "common", "prompts", "loaders"}
+
+
+def _register(kind: str, name: str):
+    def deco(cls):
+        other = _REGISTRIES[kind].get(name)
+        if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
+            raise ValueError(f"{kind} {name!r} registered twice: {other} and {cls}")
+        cls.name = name
+        _REGISTRIES[kind][name] = cls
+        return cls
+
+    return deco
+
+
+def register_algorithm(name: str):
+    """Class decorator: make an algorithm plug-in available as ``algo=<name>``."""
+    return _register("algorithm", name)
+
+
+def register_task(name: str):
+    """Class decorator: make a task available as ``task=<name>``."""
+    return _register("task", name)
+
+
+def available(kind: str) -> list[str]:
+    """Names of the plug-ins of a kind, found from module names without importing them."""
+    pkg = importlib.import_module(_PACKAGES[kind])
+    names = {m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")}
+    return sorted((names - _NOT_PLUGINS) | set(_REGISTRIES[kind]))
+
+
+def get(kind: str, name: str) -> type:
+    if name not in _REGISTRIES[kind]:
+        valid = available(kind)
+        if name not in valid:
+            raise UserError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
+        importlib.import_module(f"{_PACKAGES[kind]}.{name}")
+        if name not in _REGISTRIES[kind]:
+            raise UserError(
+                f"module {_PACKAGES[kind]}/{name}.py does not register a {kind} named {name!r}; "
+                f"decorate its class with @register_{kind}({name!r})"
+            )
+    return _REGISTRIES[kind][name]
+
+
+def get_algorithm(name: str) -> type:
+    return get("algorithm", name)
+
+
+def get_task_class(name: str) -> type:
+    return get("task", name)

@@ -1,0 +1,106 @@
+"""Entry point: ``python -m harness.run [-m] key=value ...`` (Hydra; configs in ``sweeps/``).
+
+One job per combination of a sweep (``-m algo=sft,rft,dpo seed=0,1``), each in its own process; a
+failing job is recorded as failed and the others run on. After each job the leaderboard is rebuilt
+from every run record under ``results_dir``.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import UserError
+
+log = logging.getLogger("dqo")
+SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+_failed: list[str] = []
+
+
+def config_choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (SWEEPS / group).glob("*.yaml"))
+
+
+def preflight(argv: list[str]) -> None:
+    """Check algo/task/model names before Hydra starts, so a typo costs one line, not a traceback."""
+    from harness.registry import available
+
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not eq or key not in ("algo", "task", "model") or "(" in value:
+            continue
+        valid = config_choices(key)
+        if key in ("algo", "task"):
+            plugins = set(available("algorithm" if key == "algo" else "task"))
+            valid = [v for v in valid if v in plugins]
+        for name in value.split(","):
+            if name and name not in valid:
+                raise UserError(f"unknown {key} {name!r}; valid: {', '.join(valid)}")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+
+
+def _job(cfg_dict: dict) -> int:
+    """Run one job; 0 on success, 1 on failure (already recorded), printing a one-line error."""
+    from harness.pipeline import run_job
+
+    try:
+        run_job(OmegaConf.create(cfg_dict))
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:  # recorded in the run's folder with its traceback (error.txt)
+        log.error("job failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        log.debug("traceback", exc_info=True)
+    return 1
+
+
+def _child(cfg_dict: dict) -> None:
+    _setup_logging()
+    sys.exit(_job(cfg_dict))
+
+
+@hydra.main(version_base=None, config_path="../sweeps", config_name="config")
+def hydra_entry(cfg: DictConfig) -> None:
+    from harness.report import write_reports
+
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    label = f"algo={cfg.algo.name} task={cfg.task.name} model={cfg.model.name} seed={cfg.seed}"
+    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.isolate_jobs:
+        proc = mp.get_context("spawn").Process(target=_child, args=(cfg_dict,), name=label)
+        proc.start()
+        proc.join()
+        rc = proc.exitcode
+    else:
+        rc = _job(cfg_dict)
+    if rc != 0:
+        _failed.append(label)
+    paths = write_reports(cfg.results_dir)
+    if paths:
+        log.info("leaderboard: %s", paths["leaderboard"])
+
+
+def main() -> None:
+    try:
+        preflight(sys.argv[1:])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    hydra_entry()
+    if _failed:
+        print(f"error: {len(_failed)} job(s) failed: {'; '.join(_failed)} (see results_dir/runs/*/error.txt)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

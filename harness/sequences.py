@@ -1,0 +1,47 @@
+"""Prompt+completion sequences as padded tensors, and per-token log-probs of the completion.
+
+A *sequence* is a dict with ``prompt_ids`` and ``completion_ids`` (lists of ints) and optionally
+``ref_logps`` (one float per completion token) and ``reward``. Completion tensors are ``[B, T]``,
+right-padded, with ``mask`` 1 on real tokens: the layout every loss in ``algorithms/`` takes.
+"""
+from __future__ import annotations
+
+import torch
+from trl.trainer.utils import selective_log_softmax
+
+
+def collate(seqs: list[dict], pad_id: int, device=None) -> dict[str, torch.Tensor]:
+    """Right-padded model inputs plus completion-aligned tensors for a list of sequences."""
+    full = [s["prompt_ids"] + s["completion_ids"] for s in seqs]
+    width = max(map(len, full))
+    tmax = max(len(s["completion_ids"]) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    # Position in input_ids of the logit that predicts completion token j: prompt_len - 1 + j.
+    pred_pos = torch.zeros((len(seqs), tmax), dtype=torch.long)
+    completion_ids = torch.full((len(seqs), tmax), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), tmax))
+    ref = torch.zeros((len(seqs), tmax))
+    for i, (s, ids) in enumerate(zip(seqs, full)):
+        p, c = len(s["prompt_ids"]), len(s["completion_ids"])
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention_mask[i, : len(ids)] = 1
+        pred_pos[i, :c] = torch.arange(p - 1, p - 1 + c)
+        completion_ids[i, :c] = torch.tensor(s["completion_ids"])
+        mask[i, :c] = 1
+        if s.get("ref_logps") is not None:
+            ref[i, :c] = torch.tensor(s["ref_logps"])
+    out = {
+        "input_ids": input_ids, "attention_mask": attention_mask, "pred_pos": pred_pos,
+        "completion_ids": completion_ids, "mask": mask, "ref_logps": ref,
+        "rewards": torch.tensor([float(s.get("reward", 0.0)) for s in seqs]),
+    }
+    return {k: v.to(device) for k, v in out.items()} if device is not None else out
+
+
+def completion_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """log π(a_h | s_h) for every completion token, ``[B, T]`` (zero where ``mask`` is 0)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    idx = batch["pred_pos"].unsqueeze(-1).expand(-1, -1, logits.size(-1))
+    picked = logits.gather(1, idx).float()  # [B, T, V]: only the rows that predict completion tokens
+    return selective_log_softmax(picked, batch["completion_ids"]) * batch["mask"]

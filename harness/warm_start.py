@@ -1,0 +1,69 @@
+"""Warm start (DESIGN.md §1, §10): π_ref = SFT on the task's demonstration split, a cached artifact.
+
+For ``tiny`` the tokenizer is trained and the model built here; a hub or local model is loaded and,
+when ``warm_start.steps`` is 0, used as π_ref as it is (no artifact).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from algorithms.sft import SFT
+from harness import compute
+from harness.models import build_tiny_model, count_parameters, load_model, load_tokenizer, train_tiny_tokenizer
+from harness.training import train
+
+log = logging.getLogger(__name__)
+
+
+def encode_demo(tokenizer, task, demo: list[dict]) -> list[dict]:
+    """Gold demonstrations as sequences: prompt ids, then the solution's ids and EOS."""
+    prompts = tokenizer([task.prompt(ex) for ex in demo], add_special_tokens=True)["input_ids"]
+    sols = tokenizer([task.solution(ex) for ex in demo], add_special_tokens=False)["input_ids"]
+    return [{"prompt_id": ex["id"], "prompt_ids": p, "completion_ids": s + [tokenizer.eos_token_id], "reward": 1.0}
+            for ex, p, s in zip(demo, prompts, sols)]
+
+
+def warm_start_spec(cfg, task_spec: dict) -> dict:
+    """Exactly the config that determines π_ref: its cache key."""
+    return {"model": OmegaConf.to_container(cfg.model), "task": task_spec,
+            "warm_start": OmegaConf.to_container(cfg.warm_start), "train": _sft_train_cfg(cfg)}
+
+
+def _sft_train_cfg(cfg) -> dict:
+    t = OmegaConf.to_container(cfg.train)
+    t.update(steps=int(cfg.warm_start.steps), batch_size=int(cfg.warm_start.batch_size),
+             micro_batch_size=int(cfg.warm_start.batch_size), checkpoint_every=0)
+    return t
+
+
+def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out: Path) -> dict:
+    """Build π_ref into ``out`` (model + tokenizer via save_pretrained); returns its cost summary."""
+    m = cfg.model
+    if m.name_or_path:
+        tok = load_tokenizer(m.name_or_path)
+        model = load_model(m.name_or_path)
+    else:
+        texts = [task.prompt(ex) for ex in splits["train"]] + [task.solution(ex) for ex in demo]
+        tok = train_tiny_tokenizer(texts, int(m.vocab_size))
+        model = build_tiny_model(tok, hidden_size=m.hidden_size, num_layers=m.num_layers, num_heads=m.num_heads,
+                                 intermediate_size=m.intermediate_size,
+                                 max_position_embeddings=m.max_position_embeddings, seed=int(cfg.warm_start.seed))
+    log.info("warm start: %s, %.2fM parameters, SFT for %d steps on %d demonstrations",
+             m.name_or_path or "tiny (from scratch)", count_parameters(model) / 1e6, cfg.warm_start.steps, len(demo))
+    meta = {"train_tokens": 0, "flops": 0.0}
+    if int(cfg.warm_start.steps) > 0:
+        seqs = encode_demo(tok, task, demo)
+        res = train(model, SFT(lr=cfg.warm_start.lr), [{"seq": s} for s in seqs],
+                    OmegaConf.create(_sft_train_cfg(cfg)), lr=float(cfg.warm_start.lr), seed=int(cfg.warm_start.seed),
+                    pad_id=tok.pad_token_id, accelerator=accelerator, desc="warm start (SFT)")
+        model = res["model"]
+        mean_len = sum(len(s["prompt_ids"]) + len(s["completion_ids"]) for s in seqs) / len(seqs)
+        meta = {"train_tokens": res["train_tokens"], "final_loss": res["history"][-1]["loss"],
+                "flops": compute.train_flops(model.config, res["train_tokens"], mean_len)}
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    meta["n_params"] = count_parameters(model)
+    return meta

@@ -1,0 +1,133 @@
+"""The procedurally generated ``arith`` task (tasks/arith.py)."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import UserError
+from tasks import get_task
+
+CFG = {"n_train": 600, "n_test": 100}
+LINE = re.compile(r"^(\d+) ([-+*/]) (\d+) = (\d+)$")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("arith", **CFG)
+
+
+@pytest.fixture(scope="module")
+def splits(task):
+    return task.load_splits()
+
+
+def _all(splits):
+    return splits["train"] + splits["test"]
+
+
+def test_sizes_ids_and_format(splits):
+    assert len(splits["train"]) == CFG["n_train"] and len(splits["test"]) == CFG["n_test"]
+    for split, recs in splits.items():
+        assert [r["id"] for r in recs] == [f"arith-{split}-{i:05d}" for i in range(len(recs))]
+        for r in recs:
+            assert set(r) == {"id", "question", "answer"}
+            assert r["question"].endswith("have now?") and r["answer"].splitlines()[-1].startswith("#### ")
+
+
+def test_deterministic(task, splits):
+    again = get_task("arith", **CFG).load_splits()
+    assert again == splits
+    other = get_task("arith", seed=1, **CFG).load_splits()
+    assert [r["question"] for r in other["train"]] != [r["question"] for r in splits["train"]]
+    assert task.load_splits() is splits  # cached on the instance
+
+
+def test_independent_of_hash_seed():
+    code = "from tasks import get_task; s = get_task('arith', n_train=50, n_test=10).load_splits(); print(repr(s))"
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+            env={"PYTHONHASHSEED": hs, "PYTHONPATH": str(ROOT)},
+        ).stdout
+        for hs in ("0", "123")
+    }
+    assert len(outs) == 1
+
+
+def test_test_split_independent_of_n_train(splits):
+    smaller = get_task("arith", n_train=10, n_test=CFG["n_test"]).load_splits()
+    assert smaller["test"] == splits["test"]
+
+
+def test_disjoint_and_unique(splits):
+    train = [r["question"] for r in splits["train"]]
+    test = [r["question"] for r in splits["test"]]
+    assert len(set(train)) == len(train) and len(set(test)) == len(test)
+    assert not set(train) & set(test)
+
+
+def test_gold_solutions_grade_one_and_wrong_zero(task, splits):
+    for ex in _all(splits):
+        assert task.grade(task.solution(ex), ex) == 1.0
+        n = int(task.gold_answer(ex))
+        assert task.grade(f" #### {n + 1}", ex) == 0.0
+        assert task.extract_answer(task.solution(ex)) == str(n)
+
+
+def test_solution_lines_compute_and_obey_constraints(task, splits):
+    c = task.cfg
+    for ex in _all(splits):
+        *lines, final = ex["answer"].splitlines()
+        assert c["min_steps"] <= len(lines) <= c["max_steps"]
+        prev = None
+        for line in lines:
+            m = LINE.match(line)
+            assert m, line
+            a, op, b, r = int(m[1]), m[2], int(m[3]), int(m[4])
+            if prev is None:
+                assert 1 <= a <= c["max_operand"]
+                assert f" has {a} " in ex["question"]
+            else:
+                assert a == prev  # each step continues from the previous result
+            if op == "+":
+                assert 1 <= b <= c["max_operand"] and r == a + b
+            elif op == "-":
+                assert 1 <= b <= c["max_operand"] and r == a - b and r >= 1
+            elif op == "*":
+                assert 2 <= b <= c["max_factor"] and r == a * b <= c["max_product"]
+            else:
+                assert 2 <= b <= c["max_factor"] and a % b == 0 and r == a // b
+            prev = r
+        assert final == f"#### {prev}"
+        assert len(task.split_steps(task.solution(ex))) == len(lines) + 1
+
+
+def test_every_step_count_and_op_appear(splits):
+    steps = {len(r["answer"].splitlines()) - 1 for r in splits["train"]}
+    ops = {LINE.match(l)[2] for r in splits["train"] for l in r["answer"].splitlines()[:-1]}
+    assert steps == {2, 3, 4, 5} and ops == set("+-*/")
+
+
+def test_knobs():
+    recs = get_task("arith", n_train=200, n_test=20, min_steps=1, max_steps=1, max_operand=5).load_splits()
+    for ex in recs["train"] + recs["test"]:
+        assert len(ex["answer"].splitlines()) == 2
+    with pytest.raises(UserError):
+        get_task("arith", min_steps=3, max_steps=2)
+    with pytest.raises(UserError):  # the problem space is too small for this many distinct questions
+        get_task("arith", n_train=10**6, n_test=1, min_steps=1, max_steps=1, max_operand=1, max_factor=2,
+                 max_product=2).load_splits()
+    with pytest.raises(TypeError):
+        get_task("arith", bogus=1)
+
+
+def test_yaml_matches_task_kwargs():
+    cfg = yaml.safe_load((ROOT / "sweeps/task/arith.yaml").read_text())
+    assert cfg.pop("name") == "arith" and cfg.pop("n_demo") == 300
+    task = get_task("arith", **cfg)
+    assert task.cfg == cfg  # every remaining key is a task kwarg, with the class's default value
+    assert get_task("arith").cfg == cfg
