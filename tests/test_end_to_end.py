@@ -1,0 +1,53 @@
+"""The harness as a user runs it: `python -m harness.run ...` in a subprocess, with tiny sizes."""
+import pandas as pd
+
+from tests.conftest import run_cli
+
+
+def test_sweep_writes_leaderboard_reuses_bank_and_skips_finished_runs(tmp_path, smoke_overrides):
+    res = run_cli(["-m", "algo=sft,rft,dpo", "task=arith", f"results_dir={tmp_path}", *smoke_overrides])
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert log.count("rollout bank: sampled") == 1, log[-3000:]  # sampled once, by rft
+    assert "rollout bank: reusing" in log  # ... and reused by dpo
+    assert log.count("warm start: built") == 1
+
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(board.algo)[0] == "reference"
+    assert set(board.algo) == {"reference", "sft", "rft", "dpo"}
+    for col in ["task", "model", "algo", "n_seeds", "accuracy", "accuracy_sampled", "n_eval", "wall_s",
+                "gen_tokens", "train_tokens", "flops", "peak_mem_mb", "status"]:
+        assert col in board.columns
+    assert (board.status == "ok").all() and (board.n_eval == 16).all()
+    assert board.accuracy.between(0, 1).all()
+    trained = board[board.algo != "reference"]
+    assert (trained.train_tokens > 0).all() and (board.gen_tokens > 0).all() and (board.flops > 0).all()
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 4
+    for rid in runs.run_id:
+        d = tmp_path / "runs" / rid
+        assert {"config.yaml", "metrics.json", "samples.jsonl", "cost.json"} <= {p.name for p in d.iterdir()}
+        n_lines = len((d / "samples.jsonl").read_text().splitlines())
+        assert n_lines == 16 * 3  # greedy + k=2 samples per item
+
+    again = run_cli(["algo=dpo", "task=arith", f"results_dir={tmp_path}", *smoke_overrides])
+    assert again.returncode == 0
+    assert "already complete, skipping" in again.stdout + again.stderr
+
+
+def test_unknown_names_fail_with_one_line(tmp_path):
+    for arg, valid in [("algo=nope", "dpo"), ("task=nope", "arith"), ("model=nope", "tiny")]:
+        res = run_cli([arg, f"results_dir={tmp_path}"])
+        assert res.returncode == 2
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "unknown" in lines[0] and valid in lines[0], res.stderr
+
+
+def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, smoke_overrides):
+    # One sample per prompt makes no (correct, incorrect) pair: dpo fails with a clear error; sft runs on.
+    res = run_cli(["-m", "algo=dpo,sft", f"results_dir={tmp_path}", *smoke_overrides, "bank.k=1"])
+    assert res.returncode == 1 and "1 job(s) failed" in res.stderr, res.stderr[-2000:]
+    assert "dpo: no training examples" in res.stderr
+    runs = pd.read_csv(tmp_path / "runs.csv").set_index("algo")
+    assert runs.loc["dpo", "status"] == "failed" and "no training examples" in runs.loc["dpo", "error"]
+    assert runs.loc["sft", "status"] == "ok" and runs.loc["reference", "status"] == "ok"

@@ -1,0 +1,72 @@
+import copy
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from algorithms.dpo import DPO
+from algorithms.sft import SFT
+from harness.training import make_accelerator, step_batches, train
+from tests.test_models import small
+
+
+def cfg(**kw):
+    base = dict(steps=1, batch_size=8, micro_batch_size=8, warmup_ratio=0.0, lr_schedule="constant",
+                max_grad_norm=0.0, weight_decay=0.0, checkpoint_every=0, log_every=0)
+    return OmegaConf.create({**base, **kw})
+
+
+def examples(tok, n=8):
+    out = []
+    for i in range(n):  # completions of different lengths, so token- and sequence-means differ
+        p = tok(f"Question: Ann has {i} pens.\nAnswer:")["input_ids"]
+        c = tok(" " + " + 1" * (i + 1) + f"\n#### {i}")["input_ids"] + [tok.eos_token_id]
+        out.append({"seq": {"prompt_ids": p, "completion_ids": c, "ref_logps": [-1.0] * len(c), "reward": 1.0},
+                    "chosen": {"prompt_ids": p, "completion_ids": c, "ref_logps": [-1.0] * len(c)},
+                    "rejected": {"prompt_ids": p, "completion_ids": c[: len(c) // 2 + 1],
+                                 "ref_logps": [-1.5] * (len(c) // 2 + 1)}})
+    return out
+
+
+@pytest.mark.parametrize("algo", [SFT(), DPO(beta=0.1)], ids=["token-mean", "sequence-mean"])
+def test_gradient_accumulation_does_not_change_the_update(algo, monkeypatch):
+    """One batch of 8 in one pass, or in micro-batches of 4, 2, 1: the same gradient, so the same step.
+
+    SGD stands in for AdamW here: Adam's first step is invariant to the gradient's scale and would
+    hide a normalisation that is off by a constant factor."""
+    monkeypatch.setattr(torch.optim, "AdamW", lambda params, lr, **kw: torch.optim.SGD(params, lr=lr))
+    tok, model = small()
+    ex = examples(tok)
+    results = []
+    for mb in (8, 4, 2, 1):
+        m = copy.deepcopy(model)
+        train(m, algo, ex, cfg(micro_batch_size=mb), lr=1.0, seed=0, pad_id=tok.pad_token_id,
+              accelerator=make_accelerator())
+        results.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.allclose(results[0], before)
+    for r in results[1:]:
+        torch.testing.assert_close(r, results[0], rtol=1e-5, atol=1e-7)
+
+
+def test_sft_reduces_loss_and_non_finite_loss_names_the_step():
+    tok, model = small()
+    ex = examples(tok)
+    res = train(model, SFT(), ex, cfg(steps=30), lr=1e-2, seed=0, pad_id=tok.pad_token_id,
+                accelerator=make_accelerator())
+    assert res["history"][-1]["loss"] < 0.5 * res["history"][0]["loss"]
+
+    class Broken(SFT):
+        def loss(self, batch):
+            loss, m = super().loss(batch)
+            return loss * float("nan"), m
+
+    with pytest.raises(FloatingPointError, match="at step 1"):
+        train(model, Broken(), ex, cfg(), lr=1e-3, seed=0, pad_id=tok.pad_token_id, accelerator=make_accelerator())
+
+
+def test_step_batches_cover_every_example_each_epoch():
+    batches = list(step_batches(10, 4, 5, seed=0))
+    flat = [i for b in batches for i in b]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert batches == list(step_batches(10, 4, 5, seed=0))
