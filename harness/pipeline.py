@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -18,11 +19,12 @@ from algorithms.base import TrainData
 from harness import compute
 from harness.artifacts import ArtifactStore, config_hash
 from harness.bank import build_bank, load_bank
+from harness.checks import check_config
 from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import make_engine
 from harness.models import load_model, load_tokenizer
-from harness.records import is_complete, read_json, run_id, write_json, write_jsonl
+from harness.records import atomic_write, is_complete, read_json, run_id, write_json, write_jsonl
 from harness.registry import get_algorithm
 from harness.training import make_accelerator, train
 from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
@@ -75,6 +77,7 @@ def reference_config(cfg) -> DictConfig:
 def run_job(cfg: DictConfig) -> dict:
     """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
     algo_cls = get_algorithm(cfg.algo.name)
+    check_config(cfg)
     if cfg.include_reference and algo_cls.trains:
         run_job(reference_config(cfg))
     rid = run_id(cfg.task.name, model_label(cfg), cfg.algo.name, int(cfg.seed), config_hash(run_spec(cfg, algo_cls)))
@@ -83,8 +86,7 @@ def run_job(cfg: DictConfig) -> dict:
         log.info("%s: already complete, skipping (delete %s to recompute)", rid, run_dir)
         return read_json(run_dir / "metrics.json")
     log.info("=== %s", rid)
-    write_json(run_dir / "config.json", OmegaConf.to_container(cfg, resolve=True))
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     head = {"run_id": rid, "task": cfg.task.name, "model": model_label(cfg), "algo": cfg.algo.name,
             "seed": int(cfg.seed)}
     t0 = time.perf_counter()
@@ -97,6 +99,7 @@ def run_job(cfg: DictConfig) -> dict:
         raise
     metrics = {**head, "status": "ok", **metrics}
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the record complete
+    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # only needed to resume an unfinished run
     log.info("%s: accuracy %.4f (greedy), %s (sampled)", rid, metrics["accuracy"], metrics.get("accuracy_sampled"))
     return metrics
 

@@ -21,6 +21,7 @@ from harness.errors import UserError
 log = logging.getLogger("dqo")
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 _failed: list[str] = []
+_sweep = [False]
 
 
 def config_choices(group: str) -> list[str]:
@@ -75,7 +76,8 @@ def hydra_entry(cfg: DictConfig) -> None:
 
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     label = f"algo={cfg.algo.name} task={cfg.task.name} model={cfg.model.name} seed={cfg.seed}"
-    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.isolate_jobs:
+    _sweep[0] = HydraConfig.get().mode == RunMode.MULTIRUN
+    if _sweep[0] and cfg.isolate_jobs:
         proc = mp.get_context("spawn").Process(target=_child, args=(cfg_dict,), name=label)
         proc.start()
         proc.join()
@@ -96,9 +98,10 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     hydra_entry()
-    if _failed:
+    if _failed and _sweep[0]:
         print(f"error: {len(_failed)} job(s) failed: {'; '.join(_failed)} (see results_dir/runs/*/error.txt)",
               file=sys.stderr)
+    if _failed:
         sys.exit(1)
 
 

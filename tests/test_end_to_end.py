@@ -34,6 +34,15 @@ def test_sweep_writes_leaderboard_reuses_bank_and_skips_finished_runs(tmp_path, 
     assert again.returncode == 0
     assert "already complete, skipping" in again.stdout + again.stderr
 
+    # Any saved model folder works as a policy, used as it is (as a hub id would be).
+    saved = next(p for p in (tmp_path / "artifacts").glob("warm_start-*") if p.is_dir())
+    local = run_cli(["algo=reference", f"results_dir={tmp_path}", *smoke_overrides,
+                     f"model.name_or_path={saved}", "model.warm_start_steps=0"])
+    assert local.returncode == 0, local.stderr[-2000:]
+    row = pd.read_csv(tmp_path / "runs.csv").query("model == @saved.name")
+    ref = runs.query("algo == 'reference'")
+    assert len(row) == 1 and row.accuracy.item() == ref.accuracy.item()  # the same π_ref, the same result
+
 
 def test_unknown_names_fail_with_one_line(tmp_path):
     for arg, valid in [("algo=nope", "dpo"), ("task=nope", "arith"), ("model=nope", "tiny")]:

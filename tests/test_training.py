@@ -70,3 +70,31 @@ def test_step_batches_cover_every_example_each_epoch():
     flat = [i for b in batches for i in b]
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
     assert batches == list(step_batches(10, 4, 5, seed=0))
+
+
+def test_killed_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    tok, model = small()
+    ex = examples(tok)
+    c = cfg(steps=4, batch_size=4, micro_batch_size=4, checkpoint_every=2, lr_schedule="cosine", warmup_ratio=0.25)
+    full = train(copy.deepcopy(model), SFT(), ex, c, lr=1e-2, seed=0, pad_id=tok.pad_token_id,
+                 accelerator=make_accelerator())["model"]
+
+    class DiesAtStep3(SFT):
+        calls = 0
+
+        def loss(self, batch):
+            DiesAtStep3.calls += 1
+            if DiesAtStep3.calls == 3:
+                raise KeyboardInterrupt  # the job is killed during step 3
+            return super().loss(batch)
+
+    interrupted = copy.deepcopy(model)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, DiesAtStep3(), ex, c, lr=1e-2, seed=0, pad_id=tok.pad_token_id,
+              accelerator=make_accelerator(), ckpt_dir=tmp_path)
+    assert (tmp_path / "step.json").exists()
+    res = train(copy.deepcopy(model), SFT(), ex, c, lr=1e-2, seed=0, pad_id=tok.pad_token_id,
+                accelerator=make_accelerator(), ckpt_dir=tmp_path)
+    assert res["steps"] == 2  # steps 3 and 4 only
+    for a, b in zip(res["model"].parameters(), full.parameters()):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,32 @@
+"""Range checks on the numeric options, so a nonsense value stops the job with one line before any work."""
+from __future__ import annotations
+
+from harness.errors import UserError
+
+# (dotted key, lower bound, upper bound or None, lower bound inclusive)
+_RANGES = [
+    ("bank.n_prompts", 1, None, True), ("bank.k", 1, None, True), ("bank.temperature", 0, None, False),
+    ("bank.top_p", 0, 1, False), ("bank.max_new_tokens", 1, None, True),
+    ("eval.k", 0, None, True), ("eval.temperature", 0, None, False), ("eval.top_p", 0, 1, False),
+    ("eval.max_new_tokens", 1, None, True), ("eval.n_test", 1, None, True),
+    ("train.steps", 1, None, True), ("train.batch_size", 1, None, True), ("train.micro_batch_size", 1, None, True),
+    ("train.warmup_ratio", 0, 1, True), ("train.max_grad_norm", 0, None, True), ("train.weight_decay", 0, None, True),
+    ("warm_start.steps", 0, None, True), ("warm_start.batch_size", 1, None, True), ("warm_start.lr", 0, None, False),
+    ("generation.batch_size", 1, None, True), ("algo.lr", 0, None, False), ("algo.beta", 0, None, False),
+]
+
+
+def check_config(cfg) -> None:
+    for key, lo, hi, inclusive in _RANGES:
+        node, *rest = key.split(".")
+        value = cfg.get(node, {}).get(rest[0]) if rest else cfg.get(node)
+        if value is None:
+            continue
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{key}={value!r} is not a number") from None
+        low_ok = v >= lo if inclusive else v > lo
+        if not low_ok or (hi is not None and v > hi):
+            bound = f"{'>=' if inclusive else '>'} {lo}" + (f" and <= {hi}" if hi is not None else "")
+            raise UserError(f"{key}={value} is out of range: it must be {bound}")
