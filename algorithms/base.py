@@ -6,7 +6,9 @@ owns everything else, identically for every algorithm. The backbone calls:
 1. ``build_examples(data, rng)`` once: a list of training examples, each a dict mapping a *slot*
    name (``"seq"``, or ``"chosen"``/``"rejected"``) to a sequence (see ``harness/sequences.py``).
 2. ``loss(batch)`` per micro-batch, where ``batch[slot]`` holds that slot's completion tensors
-   ``logps`` (policy, with grad), ``ref_logps``, ``mask``, ``rewards``. It returns
+   ``logps`` (policy, with grad), ``ref_logps``, ``mask``, ``rewards`` (``[B]`` outcomes),
+   ``token_rewards`` (``[B, T]``: outcome on the last token plus any shaping) and, for algorithms
+   that need a value model, ``values`` (``[B, T]``, V(s_h), with grad to the value model). It returns
    ``(loss, metrics)``: the loss is a mean over the micro-batch's examples (``normalize="sequence"``)
    or over its completion tokens (``normalize="token"``); the backbone re-weights micro-batches by
    their share of the whole batch, so gradient accumulation never changes the result.
@@ -39,6 +41,11 @@ class Algorithm:
     slots: tuple[str, ...] = ("seq",)
     #: "sequence" or "token": what the loss is a mean over (see module docstring)
     normalize: str = "sequence"
+    #: the backbone builds a value model V_φ (``algo.value_model``: separate | shared, ``algo.value_lr``)
+    #: and passes ``values`` (V(s_h) per response token) in every slot
+    needs_value_model: bool = False
+    #: may use Monte-Carlo process values as reward shaping (``algo.process_values``)
+    uses_process_values: bool = False
 
     def __init__(self, **cfg):
         self.cfg = dict(cfg)

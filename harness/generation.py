@@ -22,7 +22,8 @@ class Sample:
 
 
 class Engine(abc.ABC):
-    """One interface for every backend; ``generate`` returns ``n`` samples for each prompt."""
+    """One interface for every backend; ``generate`` returns ``n`` samples for each prompt (a string, or a
+    list of token ids to continue exactly)."""
 
     @abc.abstractmethod
     def generate(self, prompts: list[str], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
@@ -47,7 +48,9 @@ class HFEngine(Engine):
         model.eval()
         device = next(model.parameters()).device
         eos_ids = _eos_ids(model, tok)
-        enc = tok(prompts, add_special_tokens=True)["input_ids"]
+        # Prompts are strings, or token ids (to continue a sampled prefix exactly, without re-tokenising).
+        enc = [list(p) for p in prompts] if prompts and not isinstance(prompts[0], str) else \
+            tok(prompts, add_special_tokens=True)["input_ids"]
         # Requests are (prompt, sample) pairs, longest prompts first so batches pad little.
         requests = [(i, j) for i in range(len(prompts)) for j in range(n)]
         requests.sort(key=lambda r: -len(enc[r[0]]))

@@ -22,6 +22,7 @@ def collate(seqs: list[dict], pad_id: int, device=None) -> dict[str, torch.Tenso
     completion_ids = torch.full((len(seqs), tmax), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), tmax))
     ref = torch.zeros((len(seqs), tmax))
+    token_rewards = torch.zeros((len(seqs), tmax))
     for i, (s, ids) in enumerate(zip(seqs, full)):
         p, c = len(s["prompt_ids"]), len(s["completion_ids"])
         input_ids[i, : len(ids)] = torch.tensor(ids)
@@ -31,17 +32,43 @@ def collate(seqs: list[dict], pad_id: int, device=None) -> dict[str, torch.Tenso
         mask[i, :c] = 1
         if s.get("ref_logps") is not None:
             ref[i, :c] = torch.tensor(s["ref_logps"])
+        if s.get("shaping") is not None:  # potential-based shaping per token (process values)
+            token_rewards[i, :c] = torch.tensor(s["shaping"])
+        token_rewards[i, c - 1] += float(s.get("reward", 0.0))  # the outcome, on the last token
     out = {
         "input_ids": input_ids, "attention_mask": attention_mask, "pred_pos": pred_pos,
         "completion_ids": completion_ids, "mask": mask, "ref_logps": ref,
-        "rewards": torch.tensor([float(s.get("reward", 0.0)) for s in seqs]),
+        "rewards": torch.tensor([float(s.get("reward", 0.0)) for s in seqs]), "token_rewards": token_rewards,
     }
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
 
-def completion_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """log π(a_h | s_h) for every completion token, ``[B, T]`` (zero where ``mask`` is 0)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+def completion_logps(model, batch: dict[str, torch.Tensor], return_hidden: bool = False):
+    """log π(a_h | s_h) for every completion token, ``[B, T]`` (zero where ``mask`` is 0); with
+    ``return_hidden`` also the last hidden states ``[B, L, D]`` (for a value head on the policy's trunk)."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                output_hidden_states=return_hidden)
+    logits = out.logits
     idx = batch["pred_pos"].unsqueeze(-1).expand(-1, -1, logits.size(-1))
     picked = logits.gather(1, idx).float()  # [B, T, V]: only the rows that predict completion tokens
-    return selective_log_softmax(picked, batch["completion_ids"]) * batch["mask"]
+    logps = selective_log_softmax(picked, batch["completion_ids"]) * batch["mask"]
+    return (logps, out.hidden_states[-1]) if return_hidden else logps
+
+
+@torch.no_grad()
+def fill_ref_logps(model, examples: list[dict], slots, pad_id: int, device=None, batch_size: int = 64) -> int:
+    """Compute log π_ref for every sequence of ``examples`` whose ``ref_logps`` is None, with ``model``
+    (π_ref, before any training). Returns the number of tokens processed."""
+    todo = [ex[s] for ex in examples for s in slots if ex[s].get("ref_logps") is None]
+    was_training = model.training
+    model.eval()
+    tokens = 0
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i:i + batch_size]
+        t = collate(chunk, pad_id, device)
+        lp = completion_logps(model, t)
+        tokens += int(t["attention_mask"].sum())
+        for row, seq in enumerate(chunk):
+            seq["ref_logps"] = lp[row, : len(seq["completion_ids"])].tolist()
+    model.train(was_training)
+    return tokens

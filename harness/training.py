@@ -18,6 +18,7 @@ from transformers import get_scheduler
 
 from harness.errors import UserError
 from harness.sequences import collate, completion_logps
+from harness.value_model import ValueHead, gather_values
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ def step_batches(n_examples: int, batch_size: int, steps: int, seed: int):
 
 
 def train(model, algo, examples: list[dict], cfg, *, lr: float, seed: int, pad_id: int, accelerator,
-          ckpt_dir: Path | None = None, desc: str = "train") -> dict:
+          ckpt_dir: Path | None = None, desc: str = "train", value_model=None, value_lr: float | None = None) -> dict:
     """Run ``cfg.steps`` optimiser steps of ``algo.loss`` on ``examples``; returns the history and counts.
 
     ``cfg``: steps, batch_size, micro_batch_size, warmup_ratio, lr_schedule, max_grad_norm,
-    weight_decay, checkpoint_every, log_every.
+    weight_decay, checkpoint_every, log_every. ``value_model``: a ``ValueModel`` (its own trunk) or a
+    ``ValueHead`` (on the policy's trunk), trained with its own optimiser at ``value_lr``; its values
+    reach the loss as ``batch[slot]["values"]``.
     """
     if not examples:
         raise UserError(f"{algo.name}: no training examples (for bank algorithms: no prompt with the samples "
@@ -60,11 +63,15 @@ def train(model, algo, examples: list[dict], cfg, *, lr: float, seed: int, pad_i
                         f"(got {steps}, {bsz}, {mbsz})")
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(cfg.weight_decay), betas=(0.9, 0.95))
-    scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=int(round(cfg.warmup_ratio * steps)),
-                              num_training_steps=steps)
+    optimizer, scheduler = _optimizer(params, lr, cfg, steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
+    shared_trunk = value_model is not None and isinstance(value_model, ValueHead)
+    if value_model is not None:
+        v_params = [p for p in value_model.parameters() if p.requires_grad]
+        v_opt, v_sched = _optimizer(v_params, float(value_lr or lr), cfg, steps)
+        value_model, v_opt, v_sched = accelerator.prepare(value_model, v_opt, v_sched)
+        value_model.train()
 
     start = _resume(accelerator, ckpt_dir)
     history, tokens = [], 0
@@ -85,12 +92,20 @@ def train(model, algo, examples: list[dict], cfg, *, lr: float, seed: int, pad_i
             t = collate(seqs, pad_id, accelerator.device)
             tokens += int(t["attention_mask"].sum())
             with accelerator.autocast():
-                logps = completion_logps(model, t)
+                if shared_trunk:
+                    logps, hidden = completion_logps(model, t, return_hidden=True)
+                    values = gather_values(value_model(hidden), t["pred_pos"], t["mask"])
+                else:
+                    logps = completion_logps(model, t)
+                    values = None if value_model is None else gather_values(
+                        value_model(t["input_ids"], t["attention_mask"]), t["pred_pos"], t["mask"])
             parts = {}
             for j, s in enumerate(algo.slots):
                 sl = slice(j * len(m), (j + 1) * len(m))
                 parts[s] = {"logps": logps[sl], "ref_logps": t["ref_logps"][sl], "mask": t["mask"][sl],
-                            "rewards": t["rewards"][sl]}
+                            "rewards": t["rewards"][sl], "token_rewards": t["token_rewards"][sl]}
+                if values is not None:
+                    parts[s]["values"] = values[sl].float()
             loss, mets = algo.loss(parts)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{algo.name}: non-finite loss ({loss.item()}) at step {step + 1}; "
@@ -103,6 +118,12 @@ def train(model, algo, examples: list[dict], cfg, *, lr: float, seed: int, pad_i
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if value_model is not None:
+            if cfg.max_grad_norm:
+                metrics["value_grad_norm"] = float(accelerator.clip_grad_norm_(v_params, float(cfg.max_grad_norm)))
+            v_opt.step()
+            v_sched.step()
+            v_opt.zero_grad(set_to_none=True)
         rec = {"step": step + 1, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
                "grad_norm": float(gnorm) if gnorm is not None else math.nan, **metrics}
         history.append(rec)
@@ -116,7 +137,15 @@ def train(model, algo, examples: list[dict], cfg, *, lr: float, seed: int, pad_i
             _checkpoint(accelerator, ckpt_dir, step + 1)
     bar.close()
     return {"model": accelerator.unwrap_model(model), "history": history, "train_tokens": tokens,
-            "steps": steps - start}
+            "steps": steps - start,
+            "value_model": None if value_model is None else accelerator.unwrap_model(value_model)}
+
+
+def _optimizer(params, lr: float, cfg, steps: int):
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(cfg.weight_decay), betas=(0.9, 0.95))
+    scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=int(round(cfg.warmup_ratio * steps)),
+                              num_training_steps=steps)
+    return optimizer, scheduler
 
 
 def _checkpoint(accelerator, ckpt_dir: Path, step: int) -> None:

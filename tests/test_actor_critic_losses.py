@@ -1,0 +1,130 @@
+"""DQO, DRO, OREO and KTO losses against plain float64 loops, and which inputs receive gradient."""
+import math
+
+import pytest
+import torch
+
+from algorithms.dqo import dqo_loss
+from algorithms.dro import dro_loss
+from algorithms.kto import kto_loss
+from algorithms.oreo import oreo_loss
+
+
+def batch(seed=0, B=4, T=6):
+    g = torch.Generator().manual_seed(seed)
+    lengths = [6, 3, 1, 5][:B]
+    mask = torch.tensor([[1.0] * n + [0.0] * (T - n) for n in lengths], dtype=torch.float64)
+    logps = -torch.rand(B, T, generator=g, dtype=torch.float64) * 3
+    ref = logps + torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3
+    values = torch.rand(B, T, generator=g, dtype=torch.float64)
+    rewards = torch.zeros(B, T, dtype=torch.float64)
+    for b, n in enumerate(lengths):
+        rewards[b, n - 1] = float(b % 2)  # outcome on the last real token
+        if n > 2:
+            rewards[b, 1] = 0.25  # some shaping inside
+    return logps, ref, values, rewards, mask, lengths
+
+
+def dqo_reference(logps, ref, values, rewards, lengths, beta, lam, c):
+    pol_total = val_total = 0.0
+    B = len(lengths)
+    for b in range(B):
+        H = lengths[b]
+        ell = [logps[b][h] - ref[b][h] for h in range(H)]
+        V = [values[b][h] for h in range(H)] + [0.0]
+        r = [rewards[b][h] for h in range(H)]
+        G = [0.0] * (H + 1)
+        for h in reversed(range(H)):
+            G[h] = (r[h] - beta * ell[h]) + (1 - lam) * V[h + 1] + lam * G[h + 1]
+        w = 1.0 if c is None else math.exp(min(sum(ell), c))
+        pol = sum((beta * ell[h] + V[h] - (r[h] + (1 - lam) * V[h + 1] + lam * G[h + 1])) ** 2 for h in range(H)) / H
+        val = sum((V[h] - G[h]) ** 2 for h in range(H)) / H
+        pol_total += w * pol
+        val_total += w * val
+    return pol_total / B, val_total / B
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("c", [1.0, None, -0.5])
+def test_dqo_loss_matches_float64_loop(lam, c):
+    logps, ref, values, rewards, mask, lengths = batch()
+    pol, val, metrics = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=lam, is_clip=c)
+    ref_pol, ref_val = dqo_reference(logps.tolist(), ref.tolist(), values.tolist(), rewards.tolist(), lengths,
+                                     0.3, lam, c)
+    assert math.isclose(pol.item(), ref_pol, rel_tol=1e-10)
+    assert math.isclose(val.item(), ref_val, rel_tol=1e-10)
+    assert metrics["is_weight_min"] <= metrics["is_weight_mean"]
+
+
+def test_dqo_padding_values_do_not_matter():
+    logps, ref, values, rewards, mask, _ = batch()
+    junk = values + (1 - mask) * 123.0
+    a = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=0.5)
+    b = dqo_loss(logps, ref, junk, rewards, mask, beta=0.3, lam=0.5)
+    assert math.isclose(a[0].item(), b[0].item()) and math.isclose(a[1].item(), b[1].item())
+
+
+def test_dqo_gradients_flow_to_the_right_inputs():
+    logps, ref, values, rewards, mask, _ = batch()
+    logps.requires_grad_(True)
+    values.requires_grad_(True)
+    pol, val, _ = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=0.5, is_clip=1.0)
+    g_pol = torch.autograd.grad(pol, [logps, values], allow_unused=True)
+    g_val = torch.autograd.grad(val, [logps, values], allow_unused=True)
+    assert g_pol[0] is not None and g_pol[0].abs().sum() > 0
+    assert g_pol[1] is None or g_pol[1].abs().sum() == 0  # policy loss: no gradient to V
+    assert g_val[0] is None or g_val[0].abs().sum() == 0  # value loss: no gradient to π
+    assert g_val[1] is not None and g_val[1].abs().sum() > 0
+    assert (g_pol[0] * (1 - mask)).abs().sum() == 0  # nothing from padding
+
+
+def test_dqo_optimum_is_the_soft_optimal_policy_on_a_one_step_bandit():
+    """One token, reward R: the residual vanishes when β·ℓ = R − V, the soft-optimal Q."""
+    mask = torch.ones(3, 1, dtype=torch.float64)
+    R = torch.tensor([[1.0], [0.0], [1.0]], dtype=torch.float64)
+    V = torch.full((3, 1), 0.4, dtype=torch.float64)
+    ref = torch.full((3, 1), -1.0, dtype=torch.float64)
+    logps = ref + (R - V) / 0.5  # β = 0.5
+    pol, _, _ = dqo_loss(logps, ref, V, R, mask, beta=0.5, lam=1.0, is_clip=None)
+    assert pol.item() < 1e-20
+
+
+def test_dro_loss_matches_hand_computation_and_routes_gradients():
+    lp = torch.tensor([-3.0, -5.0], dtype=torch.float64, requires_grad=True)
+    rlp = torch.tensor([-3.5, -4.0], dtype=torch.float64)
+    v = torch.tensor([0.3, 0.6], dtype=torch.float64, requires_grad=True)
+    R = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    beta = 0.1
+    pol, val, _ = dro_loss(lp, rlp, v, R, beta=beta)
+    L = [0.5, -1.0]
+    exp_pol = sum((1 / beta) * 0.5 * (r - vv - beta * l) ** 2 for r, vv, l in zip([1, 0], [0.3, 0.6], L)) / 2
+    exp_val = sum(0.5 * (r - vv - beta * l) ** 2 for r, vv, l in zip([1, 0], [0.3, 0.6], L)) / 2
+    assert math.isclose(pol.item(), exp_pol, rel_tol=1e-12) and math.isclose(val.item(), exp_val, rel_tol=1e-12)
+    assert torch.autograd.grad(pol, v, allow_unused=True)[0] is None
+    assert torch.autograd.grad(val, lp, allow_unused=True)[0] is None
+
+
+def test_oreo_is_dqo_lambda1_without_is_plus_kl():
+    logps, ref, values, rewards, mask, lengths = batch(seed=3)
+    pol, val, m = oreo_loss(logps, ref, values, rewards, mask, beta=0.3, alpha=0.01)
+    ref_pol, ref_val = dqo_reference(logps.tolist(), ref.tolist(), values.tolist(), rewards.tolist(), lengths,
+                                     0.3, 1.0, None)
+    kl = 0.0
+    for b, H in enumerate(lengths):
+        kl += sum(math.exp(l) * l - math.exp(l) + 1 for l in (logps[b, :H] - ref[b, :H]).tolist()) / H
+    kl /= len(lengths)
+    assert math.isclose(pol.item(), ref_pol + 0.01 * kl, rel_tol=1e-10)
+    assert math.isclose(val.item(), ref_val, rel_tol=1e-10) and math.isclose(m["kl_to_ref"], kl, rel_tol=1e-10)
+
+
+def test_kto_loss_matches_hand_computation():
+    r = torch.tensor([0.5, -0.2, 1.5], dtype=torch.float64)
+    kl = torch.tensor([0.1, 0.4, -0.2], dtype=torch.float64)
+    d = torch.tensor([True, False, False])
+    loss, m = kto_loss(r, kl, d, beta=2.0, desirable_weight=1.0, undesirable_weight=1.5)
+    z0 = max(0.0, (0.1 + 0.4 - 0.2) / 3)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected = ((1 - sig(2 * (0.5 - z0))) + 1.5 * (1 - sig(2 * (z0 + 0.2))) + 1.5 * (1 - sig(2 * (z0 - 1.5)))) / 3
+    assert math.isclose(loss.item(), expected, rel_tol=1e-12) and math.isclose(m["kl_ref_point"], z0)
+    neg = kto_loss(r, -kl.abs() - 1, d, beta=2.0)[1]
+    assert neg["kl_ref_point"] == 0.0  # the reference point is clamped at 0
