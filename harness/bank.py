@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from datasets import Dataset
 
+from harness.grade_parallel import grade_many
+
 FILE = "bank.parquet"
 
 
@@ -17,12 +19,14 @@ def build_bank(engine, task, examples: list[dict], cfg, *, seed: int, out_dir: P
     prompts = [task.prompt(ex) for ex in examples]
     samples = engine.generate(prompts, n=int(cfg.k), temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=seed, desc="rollout bank")
+    pairs = [(ex, s) for ex, group in zip(examples, samples) for s in group]
+    rewards = iter(grade_many(task, [s.text for _, s in pairs], [ex for ex, _ in pairs], desc="bank grading"))
     rows = []
     for ex, group in zip(examples, samples):
         for j, s in enumerate(group):
             rows.append({"prompt_id": ex["id"], "sample": j, "prompt_ids": s.prompt_ids,
                          "completion_ids": s.token_ids, "ref_logps": s.logprobs, "text": s.text,
-                         "reward": task.grade(s.text, ex), "finished": s.finished})
+                         "reward": next(rewards), "finished": s.finished})
     Dataset.from_list(rows).to_parquet(str(out_dir / FILE))
     per_prompt = [[r["reward"] for r in g["samples"]] for g in _group(rows)]
     return {

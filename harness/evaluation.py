@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from harness.grade_parallel import grade_many
+
 
 def evaluate(engine, task, examples: list[dict], cfg, *, seed: int) -> tuple[dict, list[dict], int]:
     """``(metrics, per-item rows, generated tokens)``. ``cfg``: k, temperature, top_p, max_new_tokens."""
@@ -12,11 +14,13 @@ def evaluate(engine, task, examples: list[dict], cfg, *, seed: int) -> tuple[dic
     k = int(cfg.k)
     sampled = engine.generate(prompts, n=k, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=seed, desc=f"eval sampled k={k}") if k else [[] for _ in prompts]
+    items = [(ex, s) for ex, g, ss in zip(examples, greedy, sampled) for s in [g[0], *ss]]
+    scores = iter(grade_many(task, [s.text for _, s in items], [ex for ex, _ in items], desc="eval grading"))
     rows, n_greedy, n_sampled, n_maj, gen_tokens = [], 0.0, 0.0, 0.0, 0
     for ex, g, ss in zip(examples, greedy, sampled):
         graded = []
         for kind, s in [("greedy", g[0])] + [(f"sample{j}", s) for j, s in enumerate(ss)]:
-            correct = task.grade(s.text, ex)
+            correct = next(scores)
             answer = task.extract_answer(s.text)
             gen_tokens += len(s.token_ids)
             rows.append({"prompt_id": ex["id"], "kind": kind, "completion": s.text, "answer": answer,

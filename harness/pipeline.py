@@ -24,9 +24,12 @@ from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import make_engine
 from harness.models import load_model, load_tokenizer
+from harness.process_values import build_process_values, load_process_values, shaping
 from harness.records import atomic_write, is_complete, read_json, run_id, write_json, write_jsonl
 from harness.registry import get_algorithm
+from harness.sequences import fill_ref_logps
 from harness.training import make_accelerator, train
+from harness.value_model import ValueHead, ValueModel
 from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
 from tasks import get_task
 
@@ -64,6 +67,8 @@ def split_train(train: list[dict], n_demo: int) -> tuple[list[dict], list[dict]]
 
 def run_spec(cfg, algo_cls) -> dict:
     sections = list(_BASE_SECTIONS) + (["train"] if algo_cls.trains else []) + (["bank"] if algo_cls.needs_bank else [])
+    if algo_cls.uses_process_values and cfg.algo.get("process_values"):
+        sections.append("process")
     return {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
             for k in sections}
 
@@ -133,6 +138,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         log.info("warm start: %s %s", "reusing" if hit else "built", path)
         used["warm_start"], ref_path = {**meta, "path": str(path), "hit": hit}, str(path)
     tok = load_tokenizer(ref_path)
+    task.bind_tokenizer(tok)  # fixes the prompt style: chat template if π_ref's tokenizer has one
     model = load_model(ref_path, device=accelerator.device)
     engine = make_engine(cfg.generation.engine, model, tok, batch_size=int(cfg.generation.batch_size))
 
@@ -156,6 +162,9 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
                      path, meta["n_prompts"], meta["k"], 100 * meta["frac_correct"], 100 * meta["frac_prompts_mixed"])
         used["bank"] = {**meta, "path": str(path), "hit": hit}
         data.bank = load_bank(path)
+        if algo.uses_process_values and algo.cfg.get("process_values"):
+            used["process_values"] = add_process_values(cfg, algo, store, bank_spec, data.bank, engine, task, tok,
+                                                        model.config, seed)
 
     history = []
     if algo.trains:
@@ -163,12 +172,18 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
             examples = algo.build_examples(data, random.Random(seed))
             log.info("%s: %d training examples, %d steps of %d", algo.name, len(examples), cfg.train.steps,
                      cfg.train.batch_size)
-            res = train(model, algo, examples, cfg.train, lr=algo.lr, seed=seed, pad_id=tok.pad_token_id,
-                        accelerator=accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}")
-            engine.model, history = res["model"], res["history"]
             seq_len = _mean_len(examples, algo.slots)
+            ref_tokens = fill_ref_logps(model, examples, algo.slots, tok.pad_token_id, accelerator.device)
+            value_model = make_value_model(algo, model, ref_path, accelerator.device)
+            res = train(model, algo, examples, cfg.train, lr=algo.lr, seed=seed, pad_id=tok.pad_token_id,
+                        accelerator=accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
+                        value_model=value_model, value_lr=algo.cfg.get("value_lr"))
+            engine.model, history = res["model"], res["history"]
+            # A separate value model costs as much again as the policy per trained token.
+            factor = 2.0 if isinstance(value_model, ValueModel) else 1.0
             st.update(train_tokens=res["train_tokens"],
-                      flops=compute.train_flops(model.config, res["train_tokens"], seq_len))
+                      flops=factor * compute.train_flops(model.config, res["train_tokens"], seq_len)
+                      + compute.generate_flops(model.config, ref_tokens, seq_len))
 
     with meter.stage("eval") as st:
         metrics, rows, gen_tokens = evaluate(engine, task, test, cfg.eval, seed=seed)
@@ -183,6 +198,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
     own = list(meter.stages.values())
     return {
         **metrics,
+        "prompt": task.prompt_record(),
         "wall_s": sum(s["wall_s"] for s in own),
         "gen_tokens": sum(s["gen_tokens"] for s in own),
         "train_tokens": sum(s["train_tokens"] for s in own),
@@ -195,6 +211,41 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         "n_train_examples": len(examples) if algo.trains else 0,
         "final_loss": history[-1]["loss"] if history else None,
     }
+
+
+def add_process_values(cfg, algo, store, bank_spec, bank, engine, task, tok, model_config, seed) -> dict:
+    """Monte-Carlo step values for the first ``process.n_prompts`` bank prompts (a cached artifact),
+    turned into per-token shaping rewards on those samples."""
+    n = int(cfg.process.n_prompts)
+    spec = {"bank": bank_spec, "process": OmegaConf.to_container(cfg.process, resolve=True)}
+
+    def build(out):
+        meta = build_process_values(engine, task, bank[:n], tok, cfg.process, seed=seed, out_dir=out)
+        processed = meta["gen_tokens"] + meta["prompt_tokens"]
+        return meta | {"flops": compute.generate_flops(model_config, processed, processed / max(meta["n_prefixes"], 1))}
+
+    path, meta, hit = store.get_or_build("process_values", spec, build)
+    log.info("process values: %s %s (%d distinct step prefixes x %d rollouts)", "reusing" if hit else "built",
+             path, meta["n_prefixes"], meta["k"])
+    values = load_process_values(path)
+    alpha = float(algo.cfg.get("process_alpha", 1.0))
+    for g in bank[:n]:
+        start = sum(s["reward"] for s in g["samples"]) / len(g["samples"])
+        for s in g["samples"]:
+            s["shaping"] = shaping(len(s["completion_ids"]), start, values[(g["prompt_id"], s["sample"])], alpha)
+    return {**meta, "path": str(path), "hit": hit}
+
+
+def make_value_model(algo, policy, ref_path: str, device):
+    """V_φ for algorithms that need one: a copy of π_ref's trunk (``separate``) or a head on the policy's."""
+    if not algo.needs_value_model:
+        return None
+    mode = algo.cfg.get("value_model", "separate")
+    if mode == "separate":
+        return ValueModel(load_model(ref_path, device=device))
+    if mode == "shared":
+        return ValueHead(policy.config.hidden_size).to(device)
+    raise UserError(f"algo.value_model={mode!r}: valid values are separate, shared")
 
 
 def _mean_len(examples: list[dict], slots) -> float:

@@ -51,6 +51,7 @@ def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out
         model = build_tiny_model(tok, hidden_size=m.hidden_size, num_layers=m.num_layers, num_heads=m.num_heads,
                                  intermediate_size=m.intermediate_size,
                                  max_position_embeddings=m.max_position_embeddings, seed=int(cfg.warm_start.seed))
+    task.bind_tokenizer(tok)  # SFT prompts in the same style (chat or plain) as evaluation will use
     log.info("warm start: %s, %.2fM parameters, SFT for %d steps on %d demonstrations",
              m.name_or_path or "tiny (from scratch)", count_parameters(model) / 1e6, cfg.warm_start.steps, len(demo))
     meta = {"train_tokens": 0, "flops": 0.0}

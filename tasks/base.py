@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from tasks import prompts
 from tasks.grading import extract_numeric_answer, numbers_equal, parse_number
 
 
@@ -11,27 +12,75 @@ class Task:
 
     Subclasses set ``name`` (through ``@register_task``) and implement ``load_splits``; the
     defaults below suit GSM8K-format records (``question``, ``answer`` ending ``#### N``).
+
+    Prompts: the pipeline calls ``bind_tokenizer(tok)`` once π_ref's tokenizer is loaded; the option
+    ``prompt_style`` (auto | chat | plain, see tasks/prompts.py) then decides whether ``prompt(ex)`` is
+    the chat template or the plain ``Question: ...\nAnswer:`` one. ``prompt_record()`` describes it for
+    the run record. ``type(task)(**task.cfg)`` must rebuild an equivalent task (grading workers do it).
     """
 
     name: str = "task"
     #: plain template for base and from-scratch models (DESIGN.md §10)
-    prompt_template: str = "Question: {question}\nAnswer:"
+    prompt_template: str = prompts.PLAIN_TEMPLATE
+    #: the chat-style instruction appended to the question
+    instruction: str = prompts.BOXED_INSTRUCTION
+    #: whether grading is costly enough to be worth a process pool (harness/grade_parallel.py)
+    parallel_grading: bool = False
 
     def __init__(self, **cfg):
         self.cfg = dict(cfg)
+        self._tokenizer = None
+
+    # -- prompts ------------------------------------------------------------------------------------
+    def bind_tokenizer(self, tokenizer) -> None:
+        """Called once by the pipeline after π_ref's tokenizer is loaded; fixes the prompt style."""
+        self._tokenizer = tokenizer
+        prompts.resolve_style(self.cfg.get("prompt_style", "auto"), tokenizer)  # fail early on a bad style
+
+    @property
+    def prompt_style(self) -> str:
+        """``chat`` or ``plain``: the configured ``prompt_style`` resolved against the bound tokenizer."""
+        return prompts.resolve_style(self.cfg.get("prompt_style", "auto"), getattr(self, "_tokenizer", None))
+
+    def question(self, example: dict) -> str:
+        return example["question"]
+
+    def few_shot(self) -> list[dict]:
+        """Demonstration records shown before every question (none by default)."""
+        return []
+
+    def prompt(self, example: dict) -> str:
+        """The full prompt string: chat template applied (with the generation prompt), or the plain one."""
+        shots = [(self.question(d), self.solution_text(d)) for d in self.few_shot()]
+        if self.prompt_style == "chat":
+            return prompts.chat_prompt(self._tokenizer, self.question(example), shots, self.instruction)
+        return prompts.plain_prompt(self.question(example), shots, self.prompt_template)
+
+    def prompt_record(self) -> dict:
+        """What the prompt is, for the run record: style, instruction, number of shots and the template."""
+        style = self.prompt_style
+        if style == "chat":
+            template = prompts.chat_prompt(self._tokenizer, "{question}", [], self.instruction)
+        else:
+            template = self.prompt_template
+        return {"style": style, "configured_style": self.cfg.get("prompt_style", "auto"),
+                "instruction": self.instruction if style == "chat" else None,
+                "n_shot": len(self.few_shot()), "template": template}
 
     # -- data ---------------------------------------------------------------------------------
     def load_splits(self) -> dict[str, list[dict]]:
         """``{"train": [...], "test": [...]}`` of raw records, each with a unique ``id``."""
         raise NotImplementedError
 
-    # -- prompts and solutions ------------------------------------------------------------------
-    def prompt(self, example: dict) -> str:
-        return self.prompt_template.format(question=example["question"])
+    # -- solutions ----------------------------------------------------------------------------------
+    def solution_text(self, example: dict) -> str:
+        """The gold worked solution, stripped."""
+        return example["answer"].strip()
 
     def solution(self, example: dict) -> str:
-        """The gold completion that follows the prompt (for SFT), without the EOS token."""
-        return " " + example["answer"].strip()
+        """The gold completion that follows the prompt (for SFT), without the EOS token: a leading space
+        after the plain template's ``Answer:``, none after a chat template's generation prompt."""
+        return ("" if self.prompt_style == "chat" else " ") + self.solution_text(example)
 
     def gold_answer(self, example: dict) -> str:
         return example["answer"].split("####")[-1].strip()

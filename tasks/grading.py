@@ -1,16 +1,26 @@
-"""Pure helpers for grading numeric final answers (GSM8K style).
+"""Pure helpers for grading final answers.
 
-``extract_numeric_answer(completion)`` finds the model's answer, ``parse_number`` reads one number
-out of a string and ``numbers_equal`` compares two numbers: exactly when both are exact (int or
-Fraction), with a relative tolerance when either is a float.
+Numeric (GSM8K, arith): ``extract_numeric_answer(completion)`` finds the model's answer,
+``parse_number`` reads one number out of a string and ``numbers_equal`` compares two numbers: exactly
+when both are exact (int or Fraction), with a relative tolerance when either is a float.
+
+Symbolic (MATH): ``extract_math_answer`` and ``math_answers_equal`` (normalised strings, then
+math-verify under a per-item time limit that is safe in threads). ``split_sentences`` segments steps.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
+import signal
+import threading
+from contextlib import contextmanager
 from fractions import Fraction
+from functools import lru_cache
 
 Number = int | float | Fraction
+# math-verify warns once per process that its own timeouts are off: we time the whole comparison ourselves.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 # One number: optional sign (not after a word or ")" so "12-3" reads 12 and 3), an integer part with
 # optional thousands commas, an optional decimal part, an optional "/ denominator".
@@ -98,3 +108,242 @@ def numbers_equal(a: Number, b: Number, rel_tol: float = 1e-6) -> bool:
         fa, fb = Fraction(a), Fraction(b)
         return abs(fa - fb) <= Fraction(rel_tol) * max(abs(fa), abs(fb))
     return Fraction(a) == Fraction(b)
+
+
+# ---- MATH answers (symbolic) ----------------------------------------------------------------------
+# The gold answer is the last \boxed{} of the gold solution (Hendrycks et al. 2021); a completion's
+# answer likewise. Two answers are equal when (1) their normalised strings match, or (2) math-verify
+# (Hugging Face, the checker behind the Open LLM Leaderboard's MATH scores) says they are equivalent.
+# math-verify's own timeouts use SIGALRM, which raises in threads; we switch them off and put one
+# timer around the whole comparison instead, armed only where signals work (a process's main thread).
+
+_MINERVA_SUBSTITUTIONS = [  # Lewkowycz et al. 2022 (Minerva), App. D.1, `normalize_final_answer`
+    ("an ", ""), ("a ", ""), (".$", "$"), ("\\$", ""), (r"\ ", ""), (" ", ""), ("mbox", "text"),
+    (",\\text{and}", ","), ("\\text{and}", ","), ("\\text{m}", "\\text{}"),
+]
+_MINERVA_REMOVED = [
+    "square", "ways", "integers", "dollars", "mph", "inches", "ft", "hours", "km", "units", "\\ldots", "sue",
+    "points", "feet", "minutes", "digits", "cents", "degrees", "cm", "gm", "pounds", "meters", "meals", "edges",
+    "students", "childrentickets", "multiples", "\\text{s}", "\\text{.}", "\\text{\ns}", "\\text{}^2",
+    "\\text{}^3", "\\text{\n}", "\\text{}", r"\mathrm{th}", r"^\circ", r"^{\circ}", r"\;", r",\!", "{,}", '"',
+    "\\dots",
+]
+#: answers longer than this skip math-verify (sympy can take minutes on them; string match only)
+MAX_SYMBOLIC_CHARS = 400
+_HASH_ANSWER = re.compile(r"####[ \t]*([^\n]+)")
+_ANSWER_IS_TEXT = re.compile(r"answer\s+is\s*:?\s*([^\n]+)", re.IGNORECASE)
+
+
+def _latex_arg(s: str, i: int) -> tuple[str, int] | None:
+    """One TeX argument at ``s[i:]`` (spaces skipped): a ``{...}`` group, a ``\\command`` or one character;
+    ``(text without braces, end index)``."""
+    while i < len(s) and s[i] == " ":
+        i += 1
+    if i >= len(s) or s[i] == "}":
+        return None
+    if s[i] == "{":
+        depth = 0
+        for j in range(i, len(s)):
+            depth += (s[j] == "{") - (s[j] == "}")
+            if depth == 0:
+                return s[i + 1:j], j + 1
+        return None
+    if s[i] == "\\":
+        m = re.match(r"\\[A-Za-z]+|\\.", s[i:])
+        return m.group(), i + m.end()
+    return s[i], i + 1
+
+
+def _expand_shorthand(s: str) -> str:
+    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\frac \\pi4`` -> ``\\frac{\\pi}{4}``, ``\\sqrt2`` -> ``\\sqrt{2}``: TeX's
+    brace-less arguments, which math-verify's parser misreads (``\\frac \\pi4`` came out as 2)."""
+    out, i = [], 0
+    for m in re.finditer(r"\\(?:[dt]?frac|sqrt)(?![A-Za-z])", s):
+        if m.start() < i:
+            continue
+        out.append(s[i:m.start()])
+        cmd, j = m.group().replace("dfrac", "frac").replace("tfrac", "frac"), m.end()
+        nargs = 2 if cmd == "\\frac" else 1
+        if cmd == "\\sqrt" and s[j:].lstrip().startswith("["):
+            out.append(cmd)
+            i = j
+            continue
+        args = []
+        for _ in range(nargs):
+            a = _latex_arg(s, j)
+            if a is None:
+                break
+            args.append(a[0])
+            j = a[1]
+        if len(args) < nargs:
+            out.append(cmd)
+            i = m.end()
+            continue
+        out.append(cmd + "".join("{" + _expand_shorthand(a) + "}" for a in args))
+        i = j
+    out.append(s[i:])
+    return "".join(out)
+
+
+def clean_latex(answer: str) -> str:
+    """Notation-only differences removed before any comparison: shorthand arguments, ``\\dfrac``,
+    thousands separators (``29,\\!322`` and ``1{,}000``), percent signs (as Hendrycks' ``strip_string``)
+    and a trailing ``.`` or ``,``."""
+    s = _expand_shorthand(answer.strip())
+    s = re.sub(r"(\d),\\!(?=\d{3})", r"\1", s)
+    s = re.sub(r"(\d)\{,\}(?=\d{3})", r"\1", s)
+    s = s.replace("\\%", "").replace("%", "")
+    return s.strip().rstrip(".,").strip()
+
+
+def normalize_math_answer(answer: str) -> str:
+    """Minerva's answer normalisation (units, ``\\text``, spaces, ``$``) after ``clean_latex``, with
+    ``\\left``/``\\right`` dropped (Hendrycks' ``strip_string``)."""
+    s = clean_latex(answer)
+    for a, b in (("\\left", ""), ("\\right", ""), ("\\!", "")):
+        s = s.replace(a, b)
+    s = s.split("=")[-1]
+    for before, after in _MINERVA_SUBSTITUTIONS:
+        s = s.replace(before, after)
+    for expr in _MINERVA_REMOVED:
+        s = s.replace(expr, "")
+    s = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", "$\\3$", s)
+    s = re.sub(r"(\\text\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\textbf\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\overline\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\boxed\{)(.*)(\})", "\\2", s)
+    s = re.sub(r"(frac)([^{])(.)", "frac{\\2}{\\3}", s)
+    s = re.sub(r"(sqrt)([^{])", "sqrt{\\2}", s)
+    s = s.replace("$", "").rstrip(".")
+    if s.replace(",", "").isdigit():
+        s = s.replace(",", "")
+    return s
+
+
+def extract_math_answer(completion: str) -> str | None:
+    """The model's final answer as LaTeX: the last ``\\boxed{}``/``\\fbox{}``, else the last ``#### X``,
+    else "the answer is X"; None when there is none."""
+    boxed = last_boxed(completion)
+    if boxed is not None:
+        return boxed.strip()
+    for pattern in (_HASH_ANSWER, _ANSWER_IS_TEXT):
+        found = pattern.findall(completion)
+        if found:
+            return found[-1].strip().rstrip(".").strip().strip("$").strip()
+    return None
+
+
+class GradeTimeout(BaseException):
+    """Raised by the per-item timer; a BaseException so that sympy's ``except Exception`` cannot eat it."""
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Interrupt the block after ``seconds`` (SIGALRM). A no-op where signals cannot be used: off the main
+    thread, on Windows, or when ``seconds`` is None/0 — there long inputs are kept short instead."""
+    usable = (seconds and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise GradeTimeout
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@lru_cache(maxsize=8192)
+def _mv_parse(answer: str) -> tuple:
+    """math-verify's parse of one boxed answer (cached: gold answers repeat for every sample)."""
+    from math_verify import parse
+
+    return tuple(parse("\\boxed{" + answer + "}", parsing_timeout=None))
+
+
+def _numbers_close(a, b, rel: float = 1e-5) -> bool | None:
+    """Whether two sympy numbers agree to ``rel`` relative (evaluated to 30 digits in sympy's own floats,
+    which do not underflow like Python's); None when either is not a plain number."""
+    try:
+        if not (getattr(a, "is_number", False) and getattr(b, "is_number", False)):
+            return None
+        if getattr(a, "is_Relational", False) or getattr(b, "is_Relational", False):
+            return None
+        x, y = a.evalf(30), b.evalf(30)
+        return bool(abs(x - y) <= rel * max(abs(x), abs(y)))
+    except (TypeError, ValueError, ArithmeticError, AttributeError):
+        return None
+
+
+def math_verify_equal(pred: str, gold: str) -> bool | None:
+    """math-verify's verdict on the cleaned answers, or None when either side does not parse to a sympy
+    object. A "yes" on two plain numbers must also hold to 1e-5 relative: math-verify rounds to 6
+    decimals, which makes 1/2004! equal 1/2005!."""
+    from math_verify import verify
+
+    g, p = _mv_parse(clean_latex(gold)), _mv_parse(clean_latex(pred))
+    if not g or not p or isinstance(g[0], str) or isinstance(p[0], str):
+        return None
+    if not verify(list(g), list(p), timeout_seconds=None):
+        return False
+    return _numbers_close(g[0], p[0]) is not False
+
+
+_BASE_NUMBER = re.compile(r"^\s*(-?[0-9A-Za-z.]+)\s*_\s*\{?\s*(\d+)\s*\}?\s*$")
+
+
+def _base_number(s: str) -> tuple[str, int] | None:
+    """``("52", 8)`` for ``52_8`` / ``52_{8}`` (MATH's numbers in other bases), else None."""
+    m = _BASE_NUMBER.match(s.replace("\\text{", "{").replace("\\mathrm{", "{"))
+    return (m.group(1).upper(), int(m.group(2))) if m else None
+
+
+def math_answers_equal(pred: str | None, gold: str | None, timeout_s: float | None = 5.0) -> bool:
+    """Whether a predicted MATH answer equals the gold one: numbers in another base digit by digit, else
+    normalised strings, else math-verify under a ``timeout_s`` limit (a timeout counts as not equal)."""
+    if pred is None or gold is None or not pred.strip():
+        return False
+    if pred.strip() == gold.strip():
+        return True
+    gb, pb = _base_number(clean_latex(gold)), _base_number(clean_latex(pred))
+    if gb is not None:  # math-verify drops the subscript: 52_8 would equal 52_9
+        return pb == gb or (pb is None and clean_latex(pred).upper() == gb[0])
+    if normalize_math_answer(pred) == normalize_math_answer(gold):
+        return True
+    if max(len(pred), len(gold)) > MAX_SYMBOLIC_CHARS:
+        return False
+    try:
+        with time_limit(timeout_s):
+            return bool(math_verify_equal(pred, gold))
+    except GradeTimeout:
+        return False
+    except Exception:  # a parser bug on odd LaTeX must not kill a grading run: not equal
+        return False
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of steps: lines, and within a line sentences ending in ``.``/``!``/``?`` followed by
+    whitespace outside ``$...$`` math. Spans exclude surrounding whitespace; blank lines give none."""
+    spans = []
+    for line in re.finditer(r"[^\n]+", text):
+        start, in_math, s = line.start(), False, line.group()
+        for i, ch in enumerate(s):
+            if ch == "$" and (i == 0 or s[i - 1] != "\\"):
+                in_math = not in_math
+            elif ch in ".!?" and not in_math and i + 1 < len(s) and s[i + 1].isspace():
+                spans.append((start, line.start() + i + 1))
+                start = line.start() + i + 1
+        spans.append((start, line.end()))
+    out = []
+    for a, b in spans:  # trim whitespace, drop empty
+        seg = text[a:b]
+        lead, trail = len(seg) - len(seg.lstrip()), len(seg) - len(seg.rstrip())
+        if b - trail > a + lead:
+            out.append((a + lead, b - trail))
+    return out

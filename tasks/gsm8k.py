@@ -1,0 +1,39 @@
+"""``gsm8k``: grade-school math word problems (Cobbe et al. 2021, arXiv 2110.14168).
+
+Records: ``question``, ``answer`` (a worked solution whose last line is ``#### N``). Hub:
+``openai/gsm8k`` config ``main`` (7,473 train / 1,319 test); or ``task.data_dir`` with
+``train.jsonl``/``test.jsonl`` in that layout (e.g. ../shared/data/gsm8k).
+
+Grading (DESIGN.md §5): the model's answer is the last ``#### N``, else the last ``\\boxed{}``, else
+"the answer is N", else the last number; commas, ``$``, units and a trailing ``.`` are ignored and the
+values are compared as numbers (tasks/grading.py) — exact for integers and fractions.
+"""
+from __future__ import annotations
+
+import re
+
+from harness.registry import register_task
+from tasks.common import DatasetTask
+
+# Calculator annotations such as "<<48/2=24>>": the tool-use markup of the original release.
+_CALC = re.compile(r"<<[^<>]*>>")
+
+
+@register_task("gsm8k")
+class GSM8KTask(DatasetTask):
+    label = "gsm8k"
+    default_hub_id = "openai/gsm8k"
+    default_hub_configs = ("main",)
+    required = ("question", "answer")
+
+    def __init__(self, *, strip_calculator: bool = True, **cfg):
+        super().__init__(strip_calculator=strip_calculator, **cfg)
+
+    def solution_text(self, example: dict) -> str:
+        """The worked solution, without calculator annotations unless ``strip_calculator`` is off."""
+        text = example["answer"].strip()
+        return _CALC.sub("", text) if self.cfg["strip_calculator"] else text
+
+    def split_steps(self, solution: str) -> list[tuple[int, int]]:
+        """One step per non-empty line (GSM8K solutions put one computation per line)."""
+        return super().split_steps(solution)

@@ -1,0 +1,127 @@
+"""Loading real datasets (DESIGN.md §3, §7): from the Hugging Face hub, or from a local folder of JSONL.
+
+- ``read_jsonl(path, required)`` parses a file line by line, so a bad line is reported as ``file:line``;
+- ``load_local(data_dir, splits, required)`` reads ``<data_dir>/<split>.jsonl``;
+- ``load_hub(dataset_id, configs, splits)`` calls ``datasets.load_dataset``, but first checks in ~3 s
+  that the hub can be reached, so an offline machine gets one line naming the fix, not minutes of retries;
+- ``subset(records, n, seed, tag)`` takes a deterministic seeded subset, in the records' original order.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+from harness.errors import UserError
+
+PROBE_TIMEOUT_S = 3.0
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """False when offline mode is set (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``) or a TCP connection
+    to the hub endpoint does not open within ``timeout`` seconds."""
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("HF_DATASETS_OFFLINE")):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    ok = []
+
+    def probe():
+        try:
+            with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+                ok.append(True)
+        except OSError:
+            pass
+
+    # In a thread: the connect timeout does not cover a hanging DNS lookup, the join timeout does.
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(ok)
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """The objects of a JSONL file; blank lines are skipped. Errors name ``file:line``."""
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            missing = [k for k in required if k not in obj]
+            if missing:
+                raise UserError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            records.append(obj)
+    return records
+
+
+def load_local(data_dir: str | Path, splits: tuple[str, ...], required: tuple[str, ...], label: str
+               ) -> dict[str, list[dict]]:
+    """``{split: records}`` from ``<data_dir>/<split>.jsonl``; a missing folder or file is a UserError
+    that says where it looked."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise UserError(f"{label}: task.data_dir={data_dir} is not a folder (looked at {root.resolve()})")
+    out = {}
+    for split in splits:
+        path = root / f"{split}.jsonl"
+        if not path.is_file():
+            raise UserError(f"{label}: no {split}.jsonl in task.data_dir={data_dir} (looked for {path.resolve()})")
+        out[split] = read_jsonl(path, required)
+    return out
+
+
+def load_hub(dataset_id: str, configs: list[str | None], splits: tuple[str, ...], label: str
+             ) -> dict[str, list[dict]]:
+    """``{split: records}`` from the hub, the configs of each split concatenated in the order given."""
+    if not hub_reachable():
+        raise UserError(f"{label}: cannot reach the Hugging Face hub for {dataset_id}; "
+                        f"point at local files with task.data_dir=PATH (a folder with {'/'.join(s + '.jsonl' for s in splits)})")
+    from datasets import load_dataset
+
+    out: dict[str, list[dict]] = {s: [] for s in splits}
+    for config in configs:
+        for split in splits:
+            try:
+                ds = load_dataset(dataset_id, config, split=split)
+            except Exception as e:  # network errors mid-way, a renamed dataset, a missing config
+                raise UserError(f"{label}: loading {dataset_id} ({config or 'default'}, {split}) from the hub failed "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                "use task.data_dir=PATH for local files") from None
+            out[split].extend(ds.to_list())
+    return out
+
+
+def check_fields(records: list[dict], required: tuple[str, ...], where: str) -> None:
+    """Hub records get the same field check as local files (row numbers instead of lines)."""
+    for i, r in enumerate(records):
+        missing = [k for k in required if k not in r]
+        if missing:
+            raise UserError(f"{where} row {i}: missing field(s) {', '.join(missing)}")
+
+
+def subset(records: list[dict], n: int | None, seed: int, tag: str) -> list[dict]:
+    """``n`` records chosen by a seeded RNG (SHA-256 of seed and tag, not Python's hash), kept in their
+    original order; all of them when ``n`` is None or not smaller than the split."""
+    if n is None or n >= len(records):
+        return list(records)
+    if n < 0:
+        raise UserError(f"{tag}: subset size must be >= 0, got {n}")
+    rng = random.Random(int.from_bytes(hashlib.sha256(f"{tag}/{seed}".encode()).digest()[:8], "big"))
+    keep = sorted(rng.sample(range(len(records)), n))
+    return [records[i] for i in keep]

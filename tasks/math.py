@@ -1,0 +1,102 @@
+"""``math``: competition mathematics (Hendrycks et al. 2021, arXiv 2103.03874), 7,500 train / 5,000 test.
+
+Records: ``problem``, ``solution`` (LaTeX, final answer in ``\\boxed{}``), ``level``, ``type``. Hub:
+``EleutherAI/hendrycks_math`` — the maintained full copy of the original release used by lm-eval
+(``hendrycks/competition_math`` was taken down), one config per subject, concatenated in subject order
+like the release's folders; or ``task.data_dir`` with ``train.jsonl``/``test.jsonl`` (../shared/data/math).
+
+Grading (DESIGN.md §5): the gold answer is the last ``\\boxed{}`` of the gold solution (nested braces,
+``\\fbox``, ``\\boxed 5``); the model's likewise (else ``#### X`` or "the answer is X"). Equal when the
+Minerva-normalised strings match or math-verify finds them equivalent within ``timeout_s`` seconds
+(tasks/grading.py; the timer is a no-op off the main thread, where long answers are string-matched only).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.registry import register_task
+from tasks import loaders
+from tasks.common import DatasetTask
+from tasks.grading import extract_math_answer, last_boxed, math_answers_equal, split_sentences
+
+SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
+            "prealgebra", "precalculus")
+
+
+@register_task("math")
+class MathTask(DatasetTask):
+    label = "math"
+    default_hub_id = "EleutherAI/hendrycks_math"
+    default_hub_configs = SUBJECTS
+    required = ("problem", "solution")
+    parallel_grading = True  # sympy: ~ms per item, worth a process pool on thousands of samples
+
+    def __init__(self, *, timeout_s: float = 5.0, **cfg):
+        super().__init__(timeout_s=timeout_s, **cfg)
+
+    def record_id(self, record: dict, split: str, index: int) -> str:
+        return record.get("unique_id") or super().record_id(record, split, index)
+
+    def question(self, example: dict) -> str:
+        return example["problem"]
+
+    def solution_text(self, example: dict) -> str:
+        return example["solution"].strip()
+
+    def gold_answer(self, example: dict) -> str | None:
+        return last_boxed(example["solution"])
+
+    def usable(self, record: dict) -> bool:
+        """Two train solutions of the release end in an empty ``\\boxed{}`` (number_theory 7115, 7117):
+        no answer can match them, so they are dropped with a warning."""
+        return bool((self.gold_answer(record) or "").strip())
+
+    def extract_answer(self, completion: str) -> str | None:
+        return extract_math_answer(completion)
+
+    def grade(self, completion: str, example: dict) -> float:
+        pred, gold = extract_math_answer(completion), self.gold_answer(example)
+        return 1.0 if math_answers_equal(pred, gold, timeout_s=self.cfg["timeout_s"]) else 0.0
+
+    def split_steps(self, solution: str) -> list[tuple[int, int]]:
+        """Lines, and sentences within a line (MATH solutions are prose paragraphs)."""
+        return split_sentences(solution)
+
+
+@register_task("math500")
+class Math500Task(MathTask):
+    """MATH-500 (Lightman et al. 2023, PRM800K's test subset): 500 MATH test problems.
+
+    Its test split comes from ``HuggingFaceH4/MATH-500`` or ``<data_dir>/test.jsonl``. It has no train
+    split of its own: train is MATH's (disjoint from these 500 test problems), read from
+    ``train_data_dir``; else ``<data_dir>/train.jsonl`` if present; else ``<data_dir>/../math`` if that
+    has a ``train.jsonl`` (the ../shared/data layout); else the hub's MATH.
+    """
+
+    label = "math500"
+    default_hub_id = "HuggingFaceH4/MATH-500"
+    default_hub_configs = (None,)
+
+    def __init__(self, *, train_data_dir: str | None = None, **cfg):
+        super().__init__(train_data_dir=train_data_dir, **cfg)
+
+    def raw_splits(self) -> dict[str, list[dict]]:
+        data_dir, train_dir = self.cfg["data_dir"], self.cfg["train_data_dir"]
+        if data_dir:
+            test = loaders.load_local(data_dir, ("test",), self.required, self.label)["test"]
+            if not train_dir:
+                for cand in (Path(data_dir), Path(data_dir) / ".." / "math"):
+                    if (cand / "train.jsonl").is_file():
+                        train_dir = str(cand)
+                        break
+        else:
+            hub_id = self.cfg["hub_id"] or self.default_hub_id
+            test = loaders.load_hub(hub_id, [None], ("test",), self.label)["test"]
+            loaders.check_fields(test, self.required, f"{hub_id} test")
+        math_cfg = {k: v for k, v in self.cfg.items() if k not in ("train_data_dir", "data_dir", "hub_id")}
+        try:
+            train = MathTask(**math_cfg, data_dir=train_dir).raw_splits()["train"]
+        except UserError as e:
+            raise UserError(f"math500 takes its train split from MATH; {e} (or task.train_data_dir=PATH)") from None
+        return {"train": train, "test": test}
