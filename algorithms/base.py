@@ -58,6 +58,15 @@ class Algorithm:
         raise NotImplementedError
 
 
+class TrajectoryAlgorithm(Algorithm):
+    """Trains on every bank sample, correct or not, one trajectory per example (DQO, DRO, OREO)."""
+
+    needs_bank = True
+
+    def build_examples(self, data: TrainData, rng: random.Random) -> list[dict]:
+        return [{"seq": s} for g in data.bank for s in g["samples"]]
+
+
 def token_nll(logps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean negative log-likelihood over real tokens of a ``[B, T]`` batch (SFT, RFT)."""
     n = mask.sum().clamp(min=1)

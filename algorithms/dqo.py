@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.base import Algorithm
+from algorithms.base import TrajectoryAlgorithm
 from harness.registry import register_algorithm
 
 
@@ -81,15 +81,11 @@ def dqo_loss(logps, ref_logps, values, rewards, mask, *, beta, lam=1.0, is_clip=
 
 
 @register_algorithm("dqo")
-class DQO(Algorithm):
+class DQO(TrajectoryAlgorithm):
     """Trains on every bank sample (correct and incorrect), one trajectory per example."""
 
-    needs_bank = True
     needs_value_model = True
     uses_process_values = True
-
-    def build_examples(self, data, rng):
-        return [{"seq": s} for g in data.bank for s in g["samples"]]
 
     def loss(self, batch):
         s = batch["seq"]

@@ -5,7 +5,7 @@ prompt read at the last prompt token. The policy gradient is rescaled by 1/β (D
 """
 from __future__ import annotations
 
-from algorithms.base import Algorithm
+from algorithms.base import TrajectoryAlgorithm
 from harness.registry import register_algorithm
 
 
@@ -21,12 +21,8 @@ def dro_loss(seq_logps, seq_ref_logps, values, rewards, *, beta):
 
 
 @register_algorithm("dro")
-class DRO(Algorithm):
-    needs_bank = True
+class DRO(TrajectoryAlgorithm):
     needs_value_model = True
-
-    def build_examples(self, data, rng):
-        return [{"seq": s} for g in data.bank for s in g["samples"]]
 
     def loss(self, batch):
         s = batch["seq"]

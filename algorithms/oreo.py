@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.base import Algorithm
+from algorithms.base import TrajectoryAlgorithm
 from algorithms.dqo import dqo_loss
 from harness.registry import register_algorithm
 
@@ -31,12 +31,8 @@ def oreo_loss(logps, ref_logps, values, rewards, mask, *, beta, alpha=0.01):
 
 
 @register_algorithm("oreo")
-class OREO(Algorithm):
-    needs_bank = True
+class OREO(TrajectoryAlgorithm):
     needs_value_model = True
-
-    def build_examples(self, data, rng):
-        return [{"seq": s} for g in data.bank for s in g["samples"]]
 
     def loss(self, batch):
         s = batch["seq"]
