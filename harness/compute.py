@@ -39,6 +39,12 @@ def generate_flops(config, tokens: int, mean_len: float) -> float:
     return tokens * forward_flops_per_token(config, mean_len / 2)
 
 
+def sampling_flops(config, gen_tokens: int, prompt_tokens: int, n_sequences: int) -> float:
+    """Forward FLOPs of sampling ``n_sequences``: every prompt token (prefill) and generated token once."""
+    processed = gen_tokens + prompt_tokens
+    return generate_flops(config, processed, processed / max(n_sequences, 1))
+
+
 def peak_memory_mb() -> float:
     """Peak CUDA memory allocated, or the process's peak resident set on the CPU."""
     if torch.cuda.is_available():

@@ -151,8 +151,8 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
 
         def build(out):
             meta = build_bank(engine, task, rl_prompts[:n], cfg.bank, seed=seed, out_dir=out)
-            processed = meta["gen_tokens"] + meta["prompt_tokens"]
-            return meta | {"flops": compute.generate_flops(model.config, processed, processed / meta["n_samples"])}
+            return meta | {"flops": compute.sampling_flops(model.config, meta["gen_tokens"], meta["prompt_tokens"],
+                                                           meta["n_samples"])}
 
         path, meta, hit = store.get_or_build("bank", bank_spec, build)
         if hit:
@@ -188,8 +188,8 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
     with meter.stage("eval") as st:
         metrics, rows, gen_tokens = evaluate(engine, task, test, cfg.eval, seed=seed)
         prompt_tokens = sum(len(x) for x in tok([task.prompt(ex) for ex in test])["input_ids"])
-        processed = gen_tokens + prompt_tokens * (1 + int(cfg.eval.k))
-        st.update(gen_tokens=gen_tokens, flops=compute.generate_flops(model.config, processed, processed / max(len(rows), 1)))
+        st.update(gen_tokens=gen_tokens, flops=compute.sampling_flops(model.config, gen_tokens,
+                                                                        prompt_tokens * (1 + int(cfg.eval.k)), len(rows)))
 
     write_jsonl(run_dir / "samples.jsonl", rows)
     write_jsonl(run_dir / "train_history.jsonl", history)
@@ -221,8 +221,9 @@ def add_process_values(cfg, algo, store, bank_spec, bank, engine, task, tok, mod
 
     def build(out):
         meta = build_process_values(engine, task, bank[:n], tok, cfg.process, seed=seed, out_dir=out)
-        processed = meta["gen_tokens"] + meta["prompt_tokens"]
-        return meta | {"flops": compute.generate_flops(model_config, processed, processed / max(meta["n_prefixes"], 1))}
+        # Each distinct prefix is continued k times: n_prefixes * k sequences.
+        return meta | {"flops": compute.sampling_flops(model_config, meta["gen_tokens"], meta["prompt_tokens"],
+                                                       meta["n_prefixes"] * meta["k"])}
 
     path, meta, hit = store.get_or_build("process_values", spec, build)
     log.info("process values: %s %s (%d distinct step prefixes x %d rollouts)", "reusing" if hit else "built",
