@@ -13,12 +13,12 @@ import pandas as pd
 
 from harness.records import atomic_write
 
-RUN_COLUMNS = ["run_id", "task", "model", "algo", "seed", "status", "accuracy", "accuracy_sampled", "n_eval",
+RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy", "accuracy_sampled", "n_eval",
                "wall_s", "gen_tokens", "train_tokens", "flops", "peak_mem_mb", "data_wall_s", "data_gen_tokens",
                "data_train_tokens", "data_flops", "n_train_examples", "final_loss", "error"]
 SUMS = ["wall_s", "gen_tokens", "train_tokens", "flops", "data_wall_s", "data_gen_tokens", "data_train_tokens",
         "data_flops"]
-BOARD_COLUMNS = ["task", "model", "algo", "n_seeds", "accuracy", "accuracy_std", "accuracy_sampled", "n_eval",
+BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "n_seeds", "accuracy", "accuracy_std", "accuracy_sampled", "n_eval",
                  *SUMS[:4], "peak_mem_mb", *SUMS[4:], "status"]
 
 
@@ -34,12 +34,15 @@ def collect_runs(results_dir: str | Path) -> pd.DataFrame:
 
 
 def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, model, algo): mean accuracy over the seeds' finished runs; costs are means per run."""
+    """Per (task, model, algo, variant): mean accuracy over the seeds' finished runs; costs are means per
+    run. Runs of one algorithm with different hyper-parameters are different variants, never averaged."""
     out = []
-    for (task, model, algo), g in runs.groupby(["task", "model", "algo"], sort=True):
+    runs = runs.assign(variant=runs.variant.fillna(""), variant_id=runs.variant_id.fillna(""))
+    for (task, model, algo, vid), g in runs.groupby(["task", "model", "algo", "variant_id"], sort=True):
         ok = g[g.status == "ok"]
         n_failed = int((g.status != "ok").sum())
-        row = {"task": task, "model": model, "algo": algo, "n_seeds": int(ok.seed.nunique()),
+        row = {"task": task, "model": model, "algo": algo, "variant": g.variant.iloc[-1], "variant_id": vid,
+               "n_seeds": int(ok.seed.nunique()),
                "status": "ok" if not n_failed else ("failed" if ok.empty else f"partial ({n_failed} failed)")}
         if not ok.empty:
             row.update(accuracy=ok.accuracy.mean(), accuracy_std=ok.accuracy.std(ddof=1) if len(ok) > 1 else 0.0,
@@ -51,7 +54,8 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
         return board
     # The reference row first in each (task, model) block, then the best accuracy.
     board["_ref"] = board.algo != "reference"
-    board = board.sort_values(["task", "model", "_ref", "accuracy"], ascending=[True, True, True, False])
+    board = board.sort_values(["task", "model", "_ref", "accuracy", "variant"],
+                              ascending=[True, True, True, False, True], na_position="last")
     return board.drop(columns="_ref").reset_index(drop=True)
 
 

@@ -75,6 +75,7 @@ def hydra_entry(cfg: DictConfig) -> None:
     from harness.report import write_reports
 
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    cfg_dict["_overrides"] = list(HydraConfig.get().overrides.task)  # names the run's variant
     label = f"algo={cfg.algo.name} task={cfg.task.name} model={cfg.model.name} seed={cfg.seed}"
     _sweep[0] = HydraConfig.get().mode == RunMode.MULTIRUN
     if _sweep[0] and cfg.isolate_jobs:

@@ -1,0 +1,36 @@
+"""A run's *variant*: the command-line overrides that change what it computes, so the leaderboard
+never averages runs with different hyper-parameters into one row (``algo=dqo algo.lam=0`` is its
+own row, next to plain ``dqo``)."""
+from __future__ import annotations
+
+from harness.artifacts import config_hash
+
+#: overrides that never make a different variant: the seed is averaged over; the rest only say where
+#: and how to run
+_IGNORED = {"seed", "results_dir", "isolate_jobs", "include_reference"}
+
+
+def _in_spec(spec: dict, dotted: str) -> bool:
+    node = spec
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def variant_label(overrides: list[str], spec: dict) -> str:
+    """The overrides (``key=value``) whose key is part of this run's spec, sorted; '' for the defaults.
+    Group choices (``algo=dqo``) are not included: the row already names them."""
+    keep = []
+    for o in overrides:
+        key, eq, _ = o.lstrip("+~").partition("=")
+        if eq and "." in key and key.split(".")[0] not in _IGNORED and _in_spec(spec, key):
+            keep.append(o.lstrip("+~"))
+    return " ".join(sorted(keep))
+
+
+def variant_id(spec: dict) -> str:
+    """Hash of the run spec without the seed: equal for the seeds of one configuration, different as
+    soon as anything else differs (also a config file edited between runs)."""
+    return config_hash({k: v for k, v in spec.items() if k != "seed"})[:8]

@@ -1,0 +1,31 @@
+"""The leaderboard a user reads: one row per algorithm *variant*, seeds averaged, never configs mixed."""
+import pandas as pd
+
+from harness.report import leaderboard
+from harness.variants import variant_id, variant_label
+
+
+def _run(algo, seed, acc, variant="", vid="a"):
+    return {"run_id": f"{algo}-{seed}-{vid}", "task": "arith", "model": "tiny", "algo": algo, "variant": variant,
+            "variant_id": vid, "seed": seed, "status": "ok", "accuracy": acc, "accuracy_sampled": acc, "n_eval": 500,
+            "wall_s": 1.0, "gen_tokens": 1, "train_tokens": 1, "flops": 1.0, "peak_mem_mb": 1.0, "data_wall_s": 0.0,
+            "data_gen_tokens": 0, "data_train_tokens": 0, "data_flops": 0.0}
+
+
+def test_hyperparameter_variants_are_separate_rows():
+    runs = pd.DataFrame([_run("reference", 0, 0.4), _run("dqo", 0, 0.5), _run("dqo", 1, 0.6),
+                         _run("dqo", 0, 0.1, "algo.lam=0", "b"), _run("dqo", 1, 0.2, "algo.lam=0", "b")])
+    board = leaderboard(runs)
+    assert list(board.algo) == ["reference", "dqo", "dqo"]  # reference first, then by accuracy
+    plain, lam0 = board.iloc[1], board.iloc[2]
+    assert plain.variant == "" and plain.n_seeds == 2 and abs(plain.accuracy - 0.55) < 1e-9
+    assert lam0.variant == "algo.lam=0" and abs(lam0.accuracy - 0.15) < 1e-9
+
+
+def test_variant_label_keeps_only_what_changes_the_run():
+    spec = {"algo": {"name": "dqo", "lam": 0.0}, "train": {"steps": 5}, "seed": 1}
+    overrides = ["algo=dqo", "algo.lam=0", "seed=1", "results_dir=/tmp/x", "train.steps=5", "bank.k=2"]
+    assert variant_label(overrides, spec) == "algo.lam=0 train.steps=5"  # bank is not used by this run
+    ref_spec = {"algo": {"name": "reference"}, "seed": 1}
+    assert variant_label(overrides, ref_spec) == ""  # the reference row is shared by every variant
+    assert variant_id(spec) == variant_id({**spec, "seed": 2}) != variant_id({**spec, "train": {"steps": 6}})
