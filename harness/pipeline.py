@@ -29,6 +29,8 @@ from harness.records import atomic_write, is_complete, read_json, run_id, write_
 from harness.registry import get_algorithm
 from harness.sequences import fill_ref_logps
 from harness.training import make_accelerator, train
+from harness.value_check import build_value_states, value_correlation
+from harness.variants import variant_id, variant_label
 from harness.value_model import ValueHead, ValueModel
 from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
 from tasks import get_task
@@ -69,6 +71,8 @@ def run_spec(cfg, algo_cls) -> dict:
     sections = list(_BASE_SECTIONS) + (["train"] if algo_cls.trains else []) + (["bank"] if algo_cls.needs_bank else [])
     if algo_cls.uses_process_values and cfg.algo.get("process_values"):
         sections.append("process")
+    if algo_cls.needs_value_model:
+        sections.append("value_check")
     return {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
             for k in sections}
 
@@ -85,7 +89,8 @@ def run_job(cfg: DictConfig) -> dict:
     check_config(cfg)
     if cfg.include_reference and algo_cls.trains:
         run_job(reference_config(cfg))
-    rid = run_id(cfg.task.name, model_label(cfg), cfg.algo.name, int(cfg.seed), config_hash(run_spec(cfg, algo_cls)))
+    spec = run_spec(cfg, algo_cls)
+    rid = run_id(cfg.task.name, model_label(cfg), cfg.algo.name, int(cfg.seed), config_hash(spec))
     run_dir = Path(cfg.results_dir) / "runs" / rid
     if is_complete(run_dir):
         log.info("%s: already complete, skipping (delete %s to recompute)", rid, run_dir)
@@ -93,6 +98,7 @@ def run_job(cfg: DictConfig) -> dict:
     log.info("=== %s", rid)
     atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     head = {"run_id": rid, "task": cfg.task.name, "model": model_label(cfg), "algo": cfg.algo.name,
+            "variant": variant_label(list(cfg.get("_overrides") or []), spec), "variant_id": variant_id(spec),
             "seed": int(cfg.seed)}
     t0 = time.perf_counter()
     try:
@@ -130,13 +136,14 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
 
     # π_ref: a cached artifact, unless a given model is used as it is.
     if cfg.model.name_or_path and int(cfg.warm_start.steps) == 0:
-        ref_path = str(cfg.model.name_or_path)
+        ref_path = ref_key = str(cfg.model.name_or_path)
     else:
         path, meta, hit = store.get_or_build(
             "warm_start", warm_start_spec(cfg, task_spec) | {"n_demo": n_demo},
             lambda out: build_warm_start(cfg, task, splits, demo, accelerator, out))
         log.info("warm start: %s %s", "reusing" if hit else "built", path)
         used["warm_start"], ref_path = {**meta, "path": str(path), "hit": hit}, str(path)
+        ref_key = path.name  # content-addressed: artifacts keyed on it survive a moved results_dir
     tok = load_tokenizer(ref_path)
     task.bind_tokenizer(tok)  # fixes the prompt style: chat template if π_ref's tokenizer has one
     model = load_model(ref_path, device=accelerator.device)
@@ -145,7 +152,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
     data = TrainData(demo=encode_demo(tok, task, demo))
     if algo.needs_bank:
         n = int(cfg.bank.n_prompts)
-        bank_spec = {"ref": ref_path, "task": task_spec, "n_demo": n_demo, "seed": seed,
+        bank_spec = {"ref": ref_key, "task": task_spec, "n_demo": n_demo, "seed": seed,
                      "bank": OmegaConf.to_container(cfg.bank, resolve=True),
                      "generation": OmegaConf.to_container(cfg.generation, resolve=True)}
 
@@ -166,7 +173,12 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
             used["process_values"] = add_process_values(cfg, algo, store, bank_spec, data.bank, engine, task, tok,
                                                         model.config, seed)
 
-    history = []
+    diagnostics = {}
+    if algo.needs_value_model and int(cfg.value_check.n_prompts) > 0:
+        diagnostics["value_check"] = add_value_states(cfg, store, ref_key, task_spec, n_demo, rl_prompts, engine,
+                                                      task, tok, model.config)
+
+    history, value_metrics = [], {}
     if algo.trains:
         with meter.stage("train") as st:
             examples = algo.build_examples(data, random.Random(seed))
@@ -179,6 +191,12 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
                         accelerator=accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
                         value_model=value_model, value_lr=algo.cfg.get("value_lr"))
             engine.model, history = res["model"], res["history"]
+        if diagnostics.get("value_check"):
+            value_metrics = value_correlation(res["value_model"], res["model"], diagnostics["value_check"]["path"],
+                                              tok.pad_token_id, accelerator.device)
+            log.info("value model on %d held-out states: Spearman %.3f, Pearson %.3f with Monte-Carlo values",
+                     value_metrics["value_n_states"], value_metrics.get("value_corr_spearman", float("nan")),
+                     value_metrics.get("value_corr_pearson", float("nan")))
             # A separate value model costs as much again as the policy per trained token.
             factor = 2.0 if isinstance(value_model, ValueModel) else 1.0
             st.update(train_tokens=res["train_tokens"],
@@ -193,7 +211,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
 
     write_jsonl(run_dir / "samples.jsonl", rows)
     write_jsonl(run_dir / "train_history.jsonl", history)
-    cost = {"stages": meter.stages, "artifacts": used}
+    cost = {"stages": meter.stages, "artifacts": used, "diagnostics": diagnostics}
     write_json(run_dir / "cost.json", cost)
     own = list(meter.stages.values())
     return {
@@ -210,6 +228,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         "data_flops": sum(a.get("flops", 0.0) for a in used.values()),
         "n_train_examples": len(examples) if algo.trains else 0,
         "final_loss": history[-1]["loss"] if history else None,
+        **value_metrics,
     }
 
 
@@ -234,6 +253,30 @@ def add_process_values(cfg, algo, store, bank_spec, bank, engine, task, tok, mod
         start = sum(s["reward"] for s in g["samples"]) / len(g["samples"])
         for s in g["samples"]:
             s["shaping"] = shaping(len(s["completion_ids"]), start, values[(g["prompt_id"], s["sample"])], alpha)
+    return {**meta, "path": str(path), "hit": hit}
+
+
+def add_value_states(cfg, store, ref_key, task_spec, n_demo, rl_prompts, engine, task, tok, model_config) -> dict:
+    """The held-out states and their Monte-Carlo values (``harness/value_check.py``), built with π_ref
+    before training and shared by every run and seed of this π_ref; ``{}`` when no prompt is left over."""
+    start, n = int(cfg.bank.n_prompts), int(cfg.value_check.n_prompts)
+    held = rl_prompts[start:start + n]
+    if not held:
+        log.warning("value check skipped: the bank uses all %d RL prompts, none is held out", len(rl_prompts))
+        return {}
+    # "format": bumped when the artifact's contents change, so an old one is never read as new
+    spec = {"format": 2, "ref": ref_key, "task": task_spec, "n_demo": n_demo, "after": start,
+            "value_check": OmegaConf.to_container(cfg.value_check, resolve=True),
+            "generation": OmegaConf.to_container(cfg.generation, resolve=True)}
+
+    def build(out):
+        meta = build_value_states(engine, task, held, tok, cfg.value_check, out_dir=out)
+        return meta | {"flops": compute.sampling_flops(model_config, meta["gen_tokens"], meta["prompt_tokens"],
+                                                       meta["n_sequences"])}
+
+    path, meta, hit = store.get_or_build("value_states", spec, build)
+    log.info("value check: %s %s (%d held-out states x %d rollouts)", "reusing" if hit else "built", path,
+             meta["n_states"], meta["k"])
     return {**meta, "path": str(path), "hit": hit}
 
 

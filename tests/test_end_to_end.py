@@ -1,4 +1,6 @@
 """The harness as a user runs it: `python -m harness.run ...` in a subprocess, with tiny sizes."""
+import json
+
 import pandas as pd
 
 from tests.conftest import run_cli
@@ -60,3 +62,24 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, smoke_overrides
     runs = pd.read_csv(tmp_path / "runs.csv").set_index("algo")
     assert runs.loc["dpo", "status"] == "failed" and "no training examples" in runs.loc["dpo", "error"]
     assert runs.loc["sft", "status"] == "ok" and runs.loc["reference", "status"] == "ok"
+
+
+def test_actor_critic_family_runs_and_reports_value_check_and_variants(tmp_path, smoke_overrides):
+    res = run_cli(["-m", "algo=dqo,dro,oreo,kto", f"results_dir={tmp_path}", *smoke_overrides])
+    assert res.returncode == 0, res.stderr[-3000:]
+    shaped = run_cli(["algo=dqo", "algo.process_values=true", "algo.value_model=shared", f"results_dir={tmp_path}",
+                      *smoke_overrides, "process.n_prompts=4", "process.k=2"])
+    assert shaped.returncode == 0, shaped.stderr[-3000:]
+    assert "value check: reusing" in shaped.stdout + shaped.stderr  # held-out states built once, shared
+
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert (runs.status == "ok").all() and len(runs) == 6
+    critics = runs[runs.algo.isin(["dqo", "dro", "oreo"])]
+    assert critics.value_n_states.min() >= 3  # (the smoke π_ref solves nothing: v̂ = 0, correlation undefined)
+    assert runs[runs.algo == "kto"].value_n_states.isna().all()  # no value model, no check
+
+    board = pd.read_csv(tmp_path / "leaderboard.csv", keep_default_na=False).query("algo == 'dqo'")
+    assert len(board) == 2  # the shaped, shared-trunk run is its own row, not averaged into plain dqo
+    assert any("algo.process_values=true" in v and "algo.value_model=shared" in v for v in board.variant)
+    cost = json.loads(next((tmp_path / "runs").glob("*-dqo-*/cost.json")).read_text())
+    assert "value_check" in cost["diagnostics"]
