@@ -128,3 +128,19 @@ def test_kto_loss_matches_hand_computation():
     assert math.isclose(loss.item(), expected, rel_tol=1e-12) and math.isclose(m["kl_ref_point"], z0)
     neg = kto_loss(r, -kl.abs() - 1, d, beta=2.0)[1]
     assert neg["kl_ref_point"] == 0.0  # the reference point is clamped at 0
+
+
+def test_kto_auto_weight_balances_desirable_and_undesirable_mass():
+    import random
+
+    from algorithms.base import TrainData
+    from algorithms.kto import KTO
+
+    samples = [{"prompt_id": f"p{i // 4}", "prompt_ids": [1], "completion_ids": [2], "reward": float(i % 4 == 0)}
+               for i in range(40)]  # 10 correct, 30 incorrect
+    algo = KTO(desirable_weight="auto")
+    algo.build_examples(TrainData(bank=[{"samples": samples}]), random.Random(0))
+    assert algo.desirable_weight == 3.0  # λ_D·n_D = λ_U·n_U
+    fixed = KTO(desirable_weight=1.5)
+    fixed.build_examples(TrainData(bank=[{"samples": samples}]), random.Random(0))
+    assert fixed.desirable_weight == 1.5
