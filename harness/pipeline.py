@@ -191,17 +191,17 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
                         accelerator=accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
                         value_model=value_model, value_lr=algo.cfg.get("value_lr"))
             engine.model, history = res["model"], res["history"]
-        if diagnostics.get("value_check"):
-            value_metrics = value_correlation(res["value_model"], res["model"], diagnostics["value_check"]["path"],
-                                              tok.pad_token_id, accelerator.device)
-            log.info("value model on %d held-out states: Spearman %.3f, Pearson %.3f with Monte-Carlo values",
-                     value_metrics["value_n_states"], value_metrics.get("value_corr_spearman", float("nan")),
-                     value_metrics.get("value_corr_pearson", float("nan")))
             # A separate value model costs as much again as the policy per trained token.
             factor = 2.0 if isinstance(value_model, ValueModel) else 1.0
             st.update(train_tokens=res["train_tokens"],
                       flops=factor * compute.train_flops(model.config, res["train_tokens"], seq_len)
                       + compute.generate_flops(model.config, ref_tokens, seq_len))
+        if diagnostics.get("value_check"):  # outside the train stage: a diagnostic, not the algorithm's cost
+            value_metrics = value_correlation(res["value_model"], res["model"], diagnostics["value_check"]["path"],
+                                              tok.pad_token_id, accelerator.device)
+            log.info("value model on %d held-out states: Spearman %.3f (prompts alone %.3f), Pearson %.3f "
+                     "with Monte-Carlo values", value_metrics["value_n_states"], value_metrics["value_corr_spearman"],
+                     value_metrics["value_corr_prompt_spearman"], value_metrics["value_corr_pearson"])
 
     with meter.stage("eval") as st:
         metrics, rows, gen_tokens = evaluate(engine, task, test, cfg.eval, seed=seed)
