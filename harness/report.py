@@ -1,7 +1,9 @@
-"""Leaderboard from run records (DESIGN.md §5): ``runs.csv`` (one row per run) and
-``leaderboard.csv`` (one row per task × model × algo, means over seeds).
+"""Leaderboard from run records (DESIGN.md §5): ``runs.csv`` (one row per run), ``leaderboard.csv``
+(one row per task × model × algo × variant: means over seeds, a 95% bootstrap CI over seeds and test
+items, and a paired comparison with a baseline on the same test items), ``leaderboard.md`` (the same
+for a person) and ``accuracy_vs_cost.png``.
 
-    python -m harness.report [results_dir=results]
+    python -m harness.report [results_dir=results] [baseline=reference]
 """
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from harness.records import atomic_write
+from harness.report_views import markdown, plot
+from harness.stats import bootstrap_ci, paired_bootstrap
 
 RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy", "accuracy_sampled", "n_eval",
                "wall_s", "gen_tokens", "train_tokens", "flops", "peak_mem_mb", "data_wall_s", "data_gen_tokens",
                "data_train_tokens", "data_flops", "n_train_examples", "final_loss", "error"]
 SUMS = ["wall_s", "gen_tokens", "train_tokens", "flops", "data_wall_s", "data_gen_tokens", "data_train_tokens",
         "data_flops"]
-BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "n_seeds", "accuracy", "accuracy_std", "accuracy_sampled", "n_eval",
-                 *SUMS[:4], "peak_mem_mb", *SUMS[4:], "status"]
+BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "n_seeds", "accuracy", "accuracy_std",
+                 "accuracy_ci_lo", "accuracy_ci_hi", "baseline", "delta", "delta_ci_lo", "delta_ci_hi", "p_value",
+                 "accuracy_sampled", "n_eval", *SUMS[:4], "peak_mem_mb", *SUMS[4:], "status"]
 
 
 def collect_runs(results_dir: str | Path) -> pd.DataFrame:
@@ -33,11 +38,33 @@ def collect_runs(results_dir: str | Path) -> pd.DataFrame:
     return df.reindex(columns=RUN_COLUMNS + [c for c in df.columns if c not in RUN_COLUMNS])
 
 
-def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
+def greedy_scores(results_dir: str | Path, run_ids) -> dict[str, pd.Series]:
+    """Per run: greedy correctness per test item (from ``samples.jsonl``), indexed by prompt id."""
+    out = {}
+    for rid in run_ids:
+        p = Path(results_dir, "runs", str(rid), "samples.jsonl")
+        if p.exists() and p.stat().st_size:
+            df = pd.read_json(p, lines=True)
+            g = df[df.kind == "greedy"]
+            out[rid] = pd.Series(g.correct.to_numpy(dtype=float), index=g.prompt_id.to_numpy())
+    return out
+
+
+def _matrix(run_ids, scores) -> pd.DataFrame:
+    """[n_seeds, n_items] greedy correctness of these runs, on the items all of them were graded on."""
+    cols = [scores[r] for r in run_ids if r in scores]
+    return pd.concat(cols, axis=1, join="inner").T if cols else pd.DataFrame()
+
+
+def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
+                baseline: str = "reference") -> pd.DataFrame:
     """Per (task, model, algo, variant): mean accuracy over the seeds' finished runs; costs are means per
-    run. Runs of one algorithm with different hyper-parameters are different variants, never averaged."""
-    out = []
-    runs = runs.assign(variant=runs.variant.fillna(""), variant_id=runs.variant_id.fillna(""))
+    run. Runs of one algorithm with different hyper-parameters are different variants, never averaged.
+    With per-item ``scores``: a 95% CI (bootstrap over seeds and items) and the paired difference from
+    ``baseline``'s default variant of the same task and model."""
+    scores = scores or {}
+    out, mats = [], {}
+    runs = runs.assign(variant=runs.variant.astype(object).fillna(""), variant_id=runs.variant_id.astype(object).fillna(""))
     for (task, model, algo, vid), g in runs.groupby(["task", "model", "algo", "variant_id"], sort=True):
         ok = g[g.status == "ok"]
         n_failed = int((g.status != "ok").sum())
@@ -48,10 +75,15 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
             row.update(accuracy=ok.accuracy.mean(), accuracy_std=ok.accuracy.std(ddof=1) if len(ok) > 1 else 0.0,
                        accuracy_sampled=ok.accuracy_sampled.mean(), n_eval=int(ok.n_eval.max()),
                        peak_mem_mb=ok.peak_mem_mb.max(), **{c: ok[c].mean() for c in SUMS})
+            mat = _matrix(ok.run_id, scores)
+            if not mat.empty:
+                row["accuracy_ci_lo"], row["accuracy_ci_hi"] = bootstrap_ci(mat.to_numpy())
+                mats[len(out)] = mat
         out.append(row)
     board = pd.DataFrame(out).reindex(columns=BOARD_COLUMNS)
     if board.empty:
         return board
+    _paired_with_baseline(board, mats, baseline)
     # The reference row first in each (task, model) block, then the best accuracy.
     board["_ref"] = board.algo != "reference"
     board = board.sort_values(["task", "model", "_ref", "accuracy", "variant"],
@@ -59,31 +91,57 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
     return board.drop(columns="_ref").reset_index(drop=True)
 
 
-def write_reports(results_dir: str | Path) -> dict[str, Path]:
+def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], baseline: str) -> None:
+    """Fill ``baseline, delta, delta_ci_*, p_value``: each row against the baseline's default variant (the
+    one with most seeds) on the test items both were graded on."""
+    board["baseline"] = board["baseline"].astype(object)
+    for _, block in board.groupby(["task", "model"]):
+        cands = block[(block.algo == baseline) & (block.variant == "") & block.index.isin(list(mats))]
+        if cands.empty:
+            continue
+        b = cands.n_seeds.idxmax()
+        for i in block.index:
+            if i == b or i not in mats:
+                continue
+            a_mat, b_mat = mats[i].align(mats[b], join="inner", axis=1)
+            if a_mat.shape[1] == 0:
+                continue
+            res = paired_bootstrap(a_mat.to_numpy(), b_mat.to_numpy())
+            board.loc[i, "baseline"] = baseline
+            board.loc[i, ["delta", "delta_ci_lo", "delta_ci_hi", "p_value"]] = [
+                res["delta"], res["delta_lo"], res["delta_hi"], res["p"]]
+
+
+def write_reports(results_dir: str | Path, baseline: str = "reference") -> dict[str, Path]:
     results_dir = Path(results_dir)
     runs = collect_runs(results_dir)
-    paths = {"runs": results_dir / "runs.csv", "leaderboard": results_dir / "leaderboard.csv"}
+    paths = {"runs": results_dir / "runs.csv", "leaderboard": results_dir / "leaderboard.csv",
+             "markdown": results_dir / "leaderboard.md", "plot": results_dir / "accuracy_vs_cost.png"}
     if runs.empty:
         return {}
+    board = leaderboard(runs, greedy_scores(results_dir, runs.run_id), baseline)
     atomic_write(paths["runs"], runs.to_csv(index=False))
-    atomic_write(paths["leaderboard"], leaderboard(runs).to_csv(index=False, float_format="%.6g"))
+    atomic_write(paths["leaderboard"], board.to_csv(index=False, float_format="%.6g"))
+    atomic_write(paths["markdown"], markdown(board))
+    plot(board, paths["plot"])
     return paths
 
 
 def main(argv: list[str]) -> int:
-    results_dir = "results"
+    opts = {"results_dir": "results", "baseline": "reference"}
     for arg in argv:
         key, _, value = arg.partition("=")
-        if key != "results_dir" or not value:
-            print(f"error: unknown argument {arg!r}; usage: python -m harness.report [results_dir=PATH]",
-                  file=sys.stderr)
+        if key not in opts or not value:
+            print(f"error: unknown argument {arg!r}; usage: python -m harness.report [results_dir=PATH] "
+                  "[baseline=ALGO]", file=sys.stderr)
             return 2
-        results_dir = value
-    paths = write_reports(results_dir)
+        opts[key] = value
+    results_dir = opts["results_dir"]
+    paths = write_reports(results_dir, opts["baseline"])
     if not paths:
         print(f"error: no run records under {results_dir}/runs; run `python -m harness.run` first", file=sys.stderr)
         return 1
-    print(pd.read_csv(paths["leaderboard"]).to_string(index=False))
+    print(paths["markdown"].read_text())
     for p in paths.values():
         print(f"wrote {p}")
     return 0

@@ -29,3 +29,28 @@ def test_variant_label_keeps_only_what_changes_the_run():
     ref_spec = {"algo": {"name": "reference"}, "seed": 1}
     assert variant_label(overrides, ref_spec) == ""  # the reference row is shared by every variant
     assert variant_id(spec) == variant_id({**spec, "seed": 2}) != variant_id({**spec, "train": {"steps": 6}})
+
+
+def test_report_writes_csv_markdown_and_plot_with_paired_delta(tmp_path):
+    import json
+
+    from harness.report import write_reports
+
+    # reference solves items 0-49 of 100; dqo also solves 50-59 on every seed: +10 points, paired.
+    for algo, seeds, solved in [("reference", [0, 1], 50), ("dqo", [0, 1, 2], 60)]:
+        for seed in seeds:
+            rid = f"arith-tiny-{algo}-s{seed}-x"
+            d = tmp_path / "runs" / rid
+            d.mkdir(parents=True)
+            run = _run(algo, seed, solved / 100) | {"run_id": rid}
+            (d / "metrics.json").write_text(json.dumps(run))
+            (d / "samples.jsonl").write_text("".join(
+                json.dumps({"prompt_id": f"q{i}", "kind": "greedy", "correct": float(i < solved)}) + "\n"
+                for i in range(100)))
+    paths = write_reports(tmp_path)
+    board = pd.read_csv(paths["leaderboard"])
+    dqo = board[board.algo == "dqo"].iloc[0]
+    assert dqo.baseline == "reference" and abs(dqo.delta - 0.10) < 1e-9 and dqo.p_value < 0.01
+    assert dqo.accuracy_ci_lo < 0.60 < dqo.accuracy_ci_hi
+    assert "| dqo |" in paths["markdown"].read_text() and "+10.0" in paths["markdown"].read_text()
+    assert paths["plot"].stat().st_size > 10_000
