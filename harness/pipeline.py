@@ -25,13 +25,14 @@ from harness.evaluation import evaluate
 from harness.generation import make_engine
 from harness.models import load_model, load_tokenizer
 from harness.process_values import build_process_values, load_process_values, shaping
+from harness.provenance import provenance
 from harness.records import atomic_write, is_complete, read_json, run_id, write_json, write_jsonl
 from harness.registry import get_algorithm
 from harness.sequences import fill_ref_logps
 from harness.training import make_accelerator, train
 from harness.value_check import build_value_states, value_correlation
-from harness.variants import variant_id, variant_label
 from harness.value_model import ValueHead, ValueModel
+from harness.variants import variant_id, variant_label
 from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
 from tasks import get_task
 
@@ -217,6 +218,8 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
     return {
         **metrics,
         "prompt": task.prompt_record(),
+        "config_hash": run_dir.name.rsplit("-", 1)[-1],
+        "provenance": provenance(task),
         "wall_s": sum(s["wall_s"] for s in own),
         "gen_tokens": sum(s["gen_tokens"] for s in own),
         "train_tokens": sum(s["train_tokens"] for s in own),

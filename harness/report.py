@@ -34,7 +34,7 @@ def collect_runs(results_dir: str | Path) -> pd.DataFrame:
             rows.append(json.loads(p.read_text()))
         except (OSError, json.JSONDecodeError):
             continue  # a record being written right now
-    df = pd.DataFrame(rows)
+    df = pd.json_normalize(rows)  # nested records (prompt, provenance) become dotted columns
     return df.reindex(columns=RUN_COLUMNS + [c for c in df.columns if c not in RUN_COLUMNS])
 
 

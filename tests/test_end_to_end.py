@@ -26,6 +26,10 @@ def test_sweep_writes_leaderboard_reuses_bank_and_skips_finished_runs(tmp_path, 
     assert (trained.train_tokens > 0).all() and (board.gen_tokens > 0).all() and (board.flops > 0).all()
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert len(runs) == 4
+    # Provenance: which code, packages and grader produced each number.
+    assert runs["provenance.packages.torch"].str.startswith("2.13").all()
+    assert runs["provenance.grader"].eq("tasks.arith.ArithTask.grade").all()
+    assert {"leaderboard.md", "accuracy_vs_cost.png"} <= {p.name for p in tmp_path.iterdir()}
     for rid in runs.run_id:
         d = tmp_path / "runs" / rid
         assert {"config.yaml", "metrics.json", "samples.jsonl", "cost.json"} <= {p.name for p in d.iterdir()}
