@@ -7,10 +7,21 @@ training costs 3× the forward (forward + backward).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import platform
 import resource
 import time
+from pathlib import Path
 
 import torch
+
+#: dense (no sparsity) BF16 peak FLOP/s from NVIDIA's datasheets; the first name found in the device
+#: name wins, so the specific entries come before the general ones
+GPU_PEAK_FLOPS = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12), ("B200", 2250e12),
+                  ("A100", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("A10", 125e12),
+                  ("RTX 4090", 165e12), ("V100", 125e12), ("T4", 65e12)]
+CPU_PEAK_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dqo-bench" / "cpu_peak_flops.json"
 
 
 def matmul_params(config) -> int:
@@ -43,6 +54,55 @@ def sampling_flops(config, gen_tokens: int, prompt_tokens: int, n_sequences: int
     """Forward FLOPs of sampling ``n_sequences``: every prompt token (prefill) and generated token once."""
     processed = gen_tokens + prompt_tokens
     return generate_flops(config, processed, processed / max(n_sequences, 1))
+
+
+def n_devices() -> int:
+    """Devices a job occupies: the visible GPUs, or 1 for the CPU (all its cores are one device)."""
+    return max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else 1
+
+
+def peak_flops() -> tuple[float | None, str]:
+    """``(peak FLOP/s of one device, where the figure comes from)`` for MFU. GPUs: the datasheet table;
+    a GPU not in it gives None. CPU: a float32 matmul probe, measured once per machine and cached."""
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return next(((v, f"datasheet: {k} bf16 dense") for k, v in GPU_PEAK_FLOPS if k in name),
+                    (None, f"unknown GPU {name!r}"))
+    key = f"{platform.processor() or platform.machine()}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads"
+    try:
+        cache = json.loads(CPU_PEAK_CACHE.read_text())
+    except (OSError, json.JSONDecodeError):
+        cache = {}
+    if key not in cache:
+        cache[key] = _matmul_probe()
+        try:
+            CPU_PEAK_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            CPU_PEAK_CACHE.write_text(json.dumps(cache, indent=1))
+        except OSError:
+            pass  # a read-only home: measure again next time
+    return cache[key], f"cpu matmul probe ({key})"
+
+
+def _matmul_probe(n: int = 1024, reps: int = 8) -> float:
+    """Best-of-3 float32 matmul throughput: the CPU's practical peak for our (float32) training."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 * reps / best
+
+
+def utilisation(flops: float, wall_s: float) -> dict:
+    """Device-seconds, achieved FLOP/s and MFU of work that took ``wall_s`` on this job's devices."""
+    devices = n_devices()
+    peak, source = peak_flops()
+    achieved = flops / wall_s / devices if wall_s > 0 else None
+    return {"device_s": wall_s * devices, "flops_per_s": achieved,
+            "mfu": achieved / peak if achieved and peak else None, "peak_flops": peak, "peak_source": source}
 
 
 def peak_memory_mb() -> float:

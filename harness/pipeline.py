@@ -212,9 +212,14 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
 
     write_jsonl(run_dir / "samples.jsonl", rows)
     write_jsonl(run_dir / "train_history.jsonl", history)
+    for rec in meter.stages.values():
+        util = compute.utilisation(rec["flops"], rec["wall_s"])
+        rec.update(device_s=util["device_s"], flops_per_s=util["flops_per_s"], mfu=util["mfu"])
     cost = {"stages": meter.stages, "artifacts": used, "diagnostics": diagnostics}
     write_json(run_dir / "cost.json", cost)
     own = list(meter.stages.values())
+    run_util = compute.utilisation(sum(s["flops"] for s in own), sum(s["wall_s"] for s in own))
+    data_device_s = sum(a.get("wall_s", 0.0) for a in used.values()) * compute.n_devices()
     return {
         **metrics,
         "prompt": task.prompt_record(),
@@ -229,6 +234,15 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         "data_gen_tokens": sum(a.get("gen_tokens", 0) for a in used.values()),
         "data_train_tokens": sum(a.get("train_tokens", 0) for a in used.values()),
         "data_flops": sum(a.get("flops", 0.0) for a in used.values()),
+        "device_s": run_util["device_s"],
+        "data_device_s": data_device_s,
+        # everything spent once π_ref exists (own stages, bank, process values): what a gain is bought with
+        "post_ref_device_s": run_util["device_s"] + data_device_s
+        - used.get("warm_start", {}).get("wall_s", 0.0) * compute.n_devices(),
+        "mfu": run_util["mfu"],
+        "train_mfu": meter.stages.get("train", {}).get("mfu"),
+        "peak_flops": run_util["peak_flops"],
+        "peak_flops_source": run_util["peak_source"],
         "n_train_examples": len(examples) if algo.trains else 0,
         "final_loss": history[-1]["loss"] if history else None,
         **value_metrics,

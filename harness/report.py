@@ -17,14 +17,16 @@ from harness.records import atomic_write
 from harness.report_views import markdown, plot
 from harness.stats import bootstrap_ci, paired_bootstrap
 
-RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy", "accuracy_sampled", "n_eval",
-               "wall_s", "gen_tokens", "train_tokens", "flops", "peak_mem_mb", "data_wall_s", "data_gen_tokens",
-               "data_train_tokens", "data_flops", "n_train_examples", "final_loss", "error"]
-SUMS = ["wall_s", "gen_tokens", "train_tokens", "flops", "data_wall_s", "data_gen_tokens", "data_train_tokens",
-        "data_flops"]
+RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy",
+               "accuracy_sampled", "n_eval", "wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu",
+               "peak_mem_mb", "data_wall_s", "data_device_s", "data_gen_tokens", "data_train_tokens", "data_flops",
+               "post_ref_device_s", "n_train_examples", "final_loss", "error"]
+#: cost columns averaged over a row's runs
+MEANS = ["wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu", "data_wall_s", "data_device_s",
+         "data_gen_tokens", "data_train_tokens", "data_flops", "post_ref_device_s"]
 BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "n_seeds", "accuracy", "accuracy_std",
                  "accuracy_ci_lo", "accuracy_ci_hi", "baseline", "delta", "delta_ci_lo", "delta_ci_hi", "p_value",
-                 "accuracy_sampled", "n_eval", *SUMS[:4], "peak_mem_mb", *SUMS[4:], "status"]
+                 "gain_per_device_hour", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]
 
 
 def collect_runs(results_dir: str | Path) -> pd.DataFrame:
@@ -74,7 +76,8 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
         if not ok.empty:
             row.update(accuracy=ok.accuracy.mean(), accuracy_std=ok.accuracy.std(ddof=1) if len(ok) > 1 else 0.0,
                        accuracy_sampled=ok.accuracy_sampled.mean(), n_eval=int(ok.n_eval.max()),
-                       peak_mem_mb=ok.peak_mem_mb.max(), **{c: ok[c].mean() for c in SUMS})
+                       peak_mem_mb=ok.peak_mem_mb.max(),
+                       **{c: pd.to_numeric(ok[c], errors="coerce").mean() for c in MEANS if c in ok})
             mat = _matrix(ok.run_id, scores)
             if not mat.empty:
                 row["accuracy_ci_lo"], row["accuracy_ci_hi"] = bootstrap_ci(mat.to_numpy())
@@ -84,6 +87,7 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     if board.empty:
         return board
     _paired_with_baseline(board, mats, baseline)
+    _gain_per_device_hour(board)
     # The reference row first in each (task, model) block, then the best accuracy.
     board["_ref"] = board.algo != "reference"
     board = board.sort_values(["task", "model", "_ref", "accuracy", "variant"],
@@ -110,6 +114,18 @@ def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], ba
             board.loc[i, "baseline"] = baseline
             board.loc[i, ["delta", "delta_ci_lo", "delta_ci_hi", "p_value"]] = [
                 res["delta"], res["delta_lo"], res["delta_hi"], res["p"]]
+
+
+def _gain_per_device_hour(board: pd.DataFrame) -> None:
+    """Accuracy points gained over `reference` (default variant) per device-hour spent after π_ref
+    existed (the run's own stages plus its bank and process values)."""
+    for _, block in board.groupby(["task", "model"]):
+        ref = block[(block.algo == "reference") & (block.variant == "")]
+        if ref.empty:
+            continue
+        hours = block.post_ref_device_s / 3600
+        gain = 100 * (block.accuracy - ref.accuracy.iloc[0]) / hours.where(hours > 0)
+        board.loc[block.index, "gain_per_device_hour"] = gain.where(block.algo != "reference")
 
 
 def write_reports(results_dir: str | Path, baseline: str = "reference") -> dict[str, Path]:

@@ -21,3 +21,14 @@ def test_analytic_flops_match_torch_flop_counter_within_10_percent():
         model(x).logits.float().logsumexp(-1).mean().backward()
     analytic = compute.train_flops(model.config, batch * length, length)
     assert abs(step.get_total_flops() / analytic - 1) < 0.10
+
+
+def test_cpu_peak_is_probed_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(compute, "CPU_PEAK_CACHE", tmp_path / "peak.json")
+    monkeypatch.setattr(compute.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(compute, "_matmul_probe", lambda: 1e10)
+    assert compute.peak_flops()[0] == 1e10
+    monkeypatch.setattr(compute, "_matmul_probe", lambda: 1 / 0)  # a second probe would fail
+    assert compute.peak_flops()[0] == 1e10
+    util = compute.utilisation(flops=5e9, wall_s=1.0)
+    assert util["device_s"] == 1.0 and abs(util["mfu"] - 0.5) < 1e-12
