@@ -212,8 +212,8 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
 
     write_jsonl(run_dir / "samples.jsonl", rows)
     write_jsonl(run_dir / "train_history.jsonl", history)
-    for rec in meter.stages.values():
-        util = compute.utilisation(rec["flops"], rec["wall_s"])
+    for rec in [*meter.stages.values(), *used.values()]:  # own stages, then the shared artifacts it used
+        util = compute.utilisation(rec.get("flops", 0.0), rec.get("wall_s", 0.0))
         rec.update(device_s=util["device_s"], flops_per_s=util["flops_per_s"], mfu=util["mfu"])
     cost = {"stages": meter.stages, "artifacts": used, "diagnostics": diagnostics}
     write_json(run_dir / "cost.json", cost)

@@ -95,17 +95,27 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     return board.drop(columns="_ref").reset_index(drop=True)
 
 
+def matching_row(block: pd.DataFrame, i, algo: str):
+    """The row of ``algo`` that row ``i`` is read against: among that algorithm's variants whose overrides
+    are all also overrides of row ``i`` (so `task.data_dir=...` or a shared `train.steps=` match), the
+    one sharing most of them, then the one with most seeds; None if there is none."""
+    mine = set(str(block.variant[i]).split())
+    best, key = None, None
+    for j in block.index[(block.algo == algo) & (block.index != i)]:
+        theirs = set(str(block.variant[j]).split())
+        if theirs <= mine and (key is None or (len(theirs), block.n_seeds[j]) > key):
+            best, key = j, (len(theirs), block.n_seeds[j])
+    return best
+
+
 def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], baseline: str) -> None:
-    """Fill ``baseline, delta, delta_ci_*, p_value``: each row against the baseline's default variant (the
-    one with most seeds) on the test items both were graded on."""
+    """Fill ``baseline, delta, delta_ci_*, p_value``: each row against its matching baseline row
+    (``matching_row``) on the test items both were graded on."""
     board["baseline"] = board["baseline"].astype(object)
     for _, block in board.groupby(["task", "model"]):
-        cands = block[(block.algo == baseline) & (block.variant == "") & block.index.isin(list(mats))]
-        if cands.empty:
-            continue
-        b = cands.n_seeds.idxmax()
         for i in block.index:
-            if i == b or i not in mats:
+            b = matching_row(block, i, baseline)
+            if b is None or i not in mats or b not in mats:
                 continue
             a_mat, b_mat = mats[i].align(mats[b], join="inner", axis=1)
             if a_mat.shape[1] == 0:
@@ -117,15 +127,14 @@ def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], ba
 
 
 def _gain_per_device_hour(board: pd.DataFrame) -> None:
-    """Accuracy points gained over `reference` (default variant) per device-hour spent after π_ref
+    """Accuracy points gained over the matching `reference` row per device-hour spent after π_ref
     existed (the run's own stages plus its bank and process values)."""
     for _, block in board.groupby(["task", "model"]):
-        ref = block[(block.algo == "reference") & (block.variant == "")]
-        if ref.empty:
-            continue
-        hours = block.post_ref_device_s / 3600
-        gain = 100 * (block.accuracy - ref.accuracy.iloc[0]) / hours.where(hours > 0)
-        board.loc[block.index, "gain_per_device_hour"] = gain.where(block.algo != "reference")
+        for i in block.index:
+            ref = matching_row(block, i, "reference")
+            hours = block.post_ref_device_s[i] / 3600
+            if ref is not None and hours > 0:
+                board.loc[i, "gain_per_device_hour"] = 100 * (block.accuracy[i] - block.accuracy[ref]) / hours
 
 
 def write_reports(results_dir: str | Path, baseline: str = "reference") -> dict[str, Path]:

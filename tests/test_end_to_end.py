@@ -87,3 +87,8 @@ def test_actor_critic_family_runs_and_reports_value_check_and_variants(tmp_path,
     assert any("algo.process_values=true" in v and "algo.value_model=shared" in v for v in board.variant)
     cost = json.loads(next((tmp_path / "runs").glob("*-dqo-*/cost.json")).read_text())
     assert "value_check" in cost["diagnostics"]
+    # Every stage and every artifact the run used carries its device time and utilisation.
+    assert cost["stages"]["train"]["device_s"] > 0 and 0 < cost["stages"]["train"]["mfu"] < 1
+    assert cost["artifacts"]["bank"]["device_s"] > 0 and cost["artifacts"]["warm_start"]["mfu"] > 0
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert board[board.algo != "reference"].gain_per_device_hour.notna().all()

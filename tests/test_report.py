@@ -54,3 +54,15 @@ def test_report_writes_csv_markdown_and_plot_with_paired_delta(tmp_path):
     assert dqo.accuracy_ci_lo < 0.60 < dqo.accuracy_ci_hi
     assert "| dqo |" in paths["markdown"].read_text() and "+10.0" in paths["markdown"].read_text()
     assert paths["plot"].stat().st_size > 10_000
+
+
+def test_rows_are_read_against_the_baseline_run_with_the_same_shared_settings():
+    from harness.report import matching_row
+
+    rows = [_run("reference", 0, 0.4, "", "r0"), _run("reference", 0, 0.5, "task.n_test=50", "r1"),
+            _run("dqo", 0, 0.6, "task.n_test=50 train.steps=5", "d1"), _run("dqo", 0, 0.6, "algo.lam=0", "d2")]
+    board = leaderboard(pd.DataFrame(rows)).set_index("variant_id", drop=False).reset_index(drop=True)
+    idx = {vid: i for i, vid in enumerate(board.variant_id)}
+    assert matching_row(board, idx["d1"], "reference") == idx["r1"]  # same test subset, not the default
+    assert matching_row(board, idx["d2"], "reference") == idx["r0"]
+    assert matching_row(board, idx["r1"], "dqo") is None  # dqo's settings are not a subset of r1's
