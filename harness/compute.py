@@ -16,11 +16,6 @@ from pathlib import Path
 
 import torch
 
-#: dense (no sparsity) BF16 peak FLOP/s from NVIDIA's datasheets; the first name found in the device
-#: name wins, so the specific entries come before the general ones
-GPU_PEAK_FLOPS = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12), ("B200", 2250e12),
-                  ("A100", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("A10", 125e12),
-                  ("RTX 4090", 165e12), ("V100", 125e12), ("T4", 65e12)]
 CPU_PEAK_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dqo-bench" / "cpu_peak_flops.json"
 
 
@@ -62,12 +57,14 @@ def n_devices() -> int:
 
 
 def peak_flops() -> tuple[float | None, str]:
-    """``(peak FLOP/s of one device, where the figure comes from)`` for MFU. GPUs: the datasheet table;
+    """``(peak FLOP/s of one device, where the figure comes from)`` for MFU. GPUs: TRL's datasheet table;
     a GPU not in it gives None. CPU: a float32 matmul probe, measured once per machine and cached."""
     if torch.cuda.is_available():
+        from trl.trainer.utils import get_peak_flops  # TRL's table (TorchTitan's datasheet figures)
+
         name = torch.cuda.get_device_name(0)
-        return next(((v, f"datasheet: {k} bf16 dense") for k, v in GPU_PEAK_FLOPS if k in name),
-                    (None, f"unknown GPU {name!r}"))
+        peak = get_peak_flops(name, "bfloat16")
+        return peak, f"{name}: bf16 dense datasheet peak (TRL)" if peak else f"{name}: not in TRL's peak table"
     key = f"{platform.processor() or platform.machine()}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads"
     try:
         cache = json.loads(CPU_PEAK_CACHE.read_text())

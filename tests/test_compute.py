@@ -32,3 +32,11 @@ def test_cpu_peak_is_probed_once_and_cached(tmp_path, monkeypatch):
     assert compute.peak_flops()[0] == 1e10
     util = compute.utilisation(flops=5e9, wall_s=1.0)
     assert util["device_s"] == 1.0 and abs(util["mfu"] - 0.5) < 1e-12
+
+
+def test_gpu_peak_comes_from_trls_table(monkeypatch):
+    monkeypatch.setattr(compute.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(compute.torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    assert compute.peak_flops()[0] == 989e12
+    monkeypatch.setattr(compute.torch.cuda, "get_device_name", lambda *a: "Some Future GPU")
+    assert compute.peak_flops()[0] is None  # MFU left empty rather than guessed
