@@ -14,7 +14,7 @@ from harness.errors import UserError
 _REGISTRIES: dict[str, dict[str, type]] = {"algorithm": {}, "task": {}}
 _PACKAGES = {"algorithm": "algorithms", "task": "tasks"}
 # Modules in a plug-in package that hold shared helpers, not plug-ins.
-_NOT_PLUGINS = {"base", "grading", "common", "prompts", "loaders"}
+_NOT_PLUGINS = {"base", "grading", "common", "prompts", "loaders", "policy_gradient"}
 
 
 def _register(kind: str, name: str):
