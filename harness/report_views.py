@@ -53,33 +53,39 @@ def markdown(board: pd.DataFrame) -> str:
 
 
 def plot(board: pd.DataFrame, path: Path) -> None:
-    """Accuracy (with its CI) against total FLOPs per run (own + shared data), one panel per task × model."""
+    """Per task × model: accuracy (95% CI) and the paired Δ from the baseline (95% CI) against total FLOPs
+    per run (own + shared data). Points at equal cost are spread sideways a little to stay readable."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     blocks = [(k, b.dropna(subset=["accuracy"])) for k, b in board.groupby(["task", "model"], sort=True)]
-    fig, axes = plt.subplots(1, len(blocks), figsize=(6.5 * len(blocks), 4.8), squeeze=False)
-    for ax, ((task, model), b) in zip(axes[0], blocks):
+    fig, axes = plt.subplots(len(blocks), 2, figsize=(13, 4.8 * len(blocks)), squeeze=False)
+    markers = "osD^vP*Xh<>p"
+    for (ax, ax_d), ((task, model), b) in zip(axes, blocks):
         x = (b.flops.fillna(0) + b.data_flops.fillna(0)).to_numpy()
-        y = 100 * b.accuracy.to_numpy()
-        lo = 100 * (b.accuracy - b.accuracy_ci_lo.fillna(b.accuracy)).to_numpy()
-        hi = 100 * (b.accuracy_ci_hi.fillna(b.accuracy) - b.accuracy).to_numpy()
-        markers = "osD^vP*Xh<>p"
+        x = x * (1 + 0.006 * (pd.Series(range(len(b))) - len(b) / 2)).to_numpy()  # sideways spread
         for j, (_, r) in enumerate(b.iterrows()):
             label = r.algo + (f" [{r.variant}]" if isinstance(r.variant, str) and r.variant else "")
-            ax.errorbar(x[j], y[j], yerr=[[lo[j]], [hi[j]]], fmt=markers[j % len(markers)], capsize=3,
-                        color=f"C{j % 10}", label=label)
+            style = dict(fmt=markers[j % len(markers)], capsize=3, color=f"C{j % 10}", label=label)
+            lo, hi = r.accuracy_ci_lo, r.accuracy_ci_hi
+            err = [[100 * (r.accuracy - lo)], [100 * (hi - r.accuracy)]] if pd.notna(lo) else None
+            ax.errorbar(x[j], 100 * r.accuracy, yerr=err, **style)
+            if pd.notna(r.delta):
+                ax_d.errorbar(x[j], 100 * r.delta, yerr=[[100 * (r.delta - r.delta_ci_lo)],
+                                                         [100 * (r.delta_ci_hi - r.delta)]], **style)
+        base = b.baseline.dropna()
+        ax_d.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{task} · {model}: greedy accuracy")
+        ax_d.set_title(f"{task} · {model}: paired Δ from {base.iloc[0] if len(base) else 'the baseline'}")
+        ax.set_ylabel("accuracy, % (95% CI over seeds and items)")
+        ax_d.set_ylabel("Δ accuracy, points (paired 95% CI)")
+        for a in (ax, ax_d):
+            a.set_xscale("log")
+            a.set_xlabel("FLOPs per run (training + evaluation + shared data)")
+            a.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        ref = b[b.algo == "reference"]
-        if len(ref):
-            ax.axhline(100 * ref.accuracy.iloc[0], color="grey", lw=0.8, ls="--")
-        ax.set_xscale("log")
-        ax.set_xlabel("FLOPs per run (training + evaluation + shared data)")
-        ax.set_ylabel("greedy accuracy, % (95% CI)")
-        ax.set_title(f"{task} · {model}")
-        ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
