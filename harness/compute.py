@@ -65,7 +65,8 @@ def peak_flops() -> tuple[float | None, str]:
         name = torch.cuda.get_device_name(0)
         peak = get_peak_flops(name, "bfloat16")
         return peak, f"{name}: bf16 dense datasheet peak (TRL)" if peak else f"{name}: not in TRL's peak table"
-    key = f"{platform.processor() or platform.machine()}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads"
+    key = (f"{platform.processor() or platform.machine()}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads"
+           "|probe v2")
     try:
         cache = json.loads(CPU_PEAK_CACHE.read_text())
     except (OSError, json.JSONDecodeError):
@@ -80,17 +81,21 @@ def peak_flops() -> tuple[float | None, str]:
     return cache[key], f"cpu matmul probe ({key})"
 
 
-def _matmul_probe(n: int = 1024, reps: int = 8) -> float:
-    """Best-of-3 float32 matmul throughput: the CPU's practical peak for our (float32) training."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(3):
+def _matmul_probe(sizes=(512, 1024, 2048), seconds: float = 0.5) -> float:
+    """Best float32 matmul throughput over a few sizes (best of 3 timings each): the CPU's practical
+    peak for our float32 training. A single size under-reads it by up to a fifth on a 2-core machine."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
         t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 * reps / best
+        a @ b  # warm-up, and a first timing to size the repetitions
+        reps = max(1, int(seconds / 3 / max(time.perf_counter() - t0, 1e-6)))
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            best = max(best, 2.0 * n**3 * reps / (time.perf_counter() - t0))
+    return best
 
 
 def utilisation(flops: float, wall_s: float) -> dict:
