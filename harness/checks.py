@@ -13,10 +13,19 @@ _RANGES = [
     ("train.warmup_ratio", 0, 1, True), ("train.max_grad_norm", 0, None, True), ("train.weight_decay", 0, None, True),
     ("warm_start.steps", 0, None, True), ("warm_start.batch_size", 1, None, True), ("warm_start.lr", 0, None, False),
     ("generation.batch_size", 1, None, True), ("algo.lr", 0, None, False), ("algo.beta", 0, None, False),
+    ("algo.value_lr", 0, None, False), ("algo.lam", 0, 1, True), ("algo.process_alpha", 0, None, True),
+    ("process.n_prompts", 1, None, True), ("process.k", 1, None, True),
+    ("value_check.n_prompts", 0, None, True), ("value_check.k", 1, None, True),
 ]
+_CHOICES = [("algo.value_model", ("separate", "shared"))]
 
 
 def check_config(cfg) -> None:
+    for key, valid in _CHOICES:
+        node, leaf = key.split(".")
+        value = cfg.get(node, {}).get(leaf)
+        if value is not None and value not in valid:
+            raise UserError(f"{key}={value!r}: valid values are {', '.join(valid)}")
     for key, lo, hi, inclusive in _RANGES:
         node, *rest = key.split(".")
         value = cfg.get(node, {}).get(rest[0]) if rest else cfg.get(node)
