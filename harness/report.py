@@ -63,10 +63,11 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     """Per (task, model, algo, variant): mean accuracy over the seeds' finished runs; costs are means per
     run. Runs of one algorithm with different hyper-parameters are different variants, never averaged.
     With per-item ``scores``: a 95% CI (bootstrap over seeds and items) and the paired difference from
-    ``baseline``'s default variant of the same task and model."""
+    the matching ``baseline`` row (``matching_row``)."""
     scores = scores or {}
     out, mats = [], {}
-    runs = runs.assign(variant=runs.variant.astype(object).fillna(""), variant_id=runs.variant_id.astype(object).fillna(""))
+    runs = runs.assign(variant=runs.variant.astype(object).fillna(""),
+                       variant_id=runs.variant_id.astype(object).fillna(""))
     for (task, model, algo, vid), g in runs.groupby(["task", "model", "algo", "variant_id"], sort=True):
         ok = g[g.status == "ok"]
         n_failed = int((g.status != "ok").sum())
