@@ -27,8 +27,8 @@ def kto_loss(seq_logratio, kl_logratio, desirable, *, beta, desirable_weight=1.0
     good = desirable_weight * (1 - torch.sigmoid(beta * (seq_logratio - z0)))
     bad = undesirable_weight * (1 - torch.sigmoid(beta * (z0 - seq_logratio)))
     loss = torch.where(desirable, good, bad).mean()
-    metrics = {"kl_ref_point": z0.item(), "desirable_weight": float(desirable_weight), "desirable_frac": desirable.float().mean().item(),
-               "seq_logratio_mean": seq_logratio.mean().item()}
+    metrics = {"kl_ref_point": z0.item(), "desirable_weight": float(desirable_weight),
+               "desirable_frac": desirable.float().mean().item(), "seq_logratio_mean": seq_logratio.mean().item()}
     return loss, metrics
 
 
