@@ -12,6 +12,10 @@ owns everything else, identically for every algorithm. The backbone calls:
    ``(loss, metrics)``: the loss is a mean over the micro-batch's examples (``normalize="sequence"``)
    or over its completion tokens (``normalize="token"``); the backbone re-weights micro-batches by
    their share of the whole batch, so gradient accumulation never changes the result.
+
+Online algorithms (``OnlineAlgorithm``: PPO, GRPO) train on live samples instead; the backbone's loop
+(``harness/online.py``) samples, grades and scores each rollout batch, then calls the hook
+``rollout_examples`` to turn it into examples for the same ``loss``.
 """
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ class Algorithm:
     needs_value_model: bool = False
     #: may use Monte-Carlo process values as reward shaping (``algo.process_values``)
     uses_process_values: bool = False
+    #: trains on live samples from the policy (``OnlineAlgorithm``) rather than on ``build_examples``
+    online: bool = False
 
     def __init__(self, **cfg):
         self.cfg = dict(cfg)
@@ -65,6 +71,30 @@ class TrajectoryAlgorithm(Algorithm):
 
     def build_examples(self, data: TrainData, rng: random.Random) -> list[dict]:
         return [{"seq": s} for g in data.bank for s in g["samples"]]
+
+
+class OnlineAlgorithm(Algorithm):
+    """Trains on samples from the live policy. Options every online algorithm takes (``sweeps/algo/*.yaml``):
+    ``n_samples`` per prompt, ``prompts_per_iter``, ``epochs`` over each rollout batch, ``prompt_pool``
+    (the RL prompts it draws from; the bank's by default, so online and offline algorithms see the same
+    prompts) and ``budget.prompts`` / ``budget.gen_tokens`` (when to stop)."""
+
+    online = True
+
+    @property
+    def needs_ref(self) -> bool:
+        """Whether the rollouts need log π_ref (a frozen copy of π_ref is kept only then)."""
+        return True
+
+    def rollout_examples(self, seqs: list[dict], group_size: int) -> list[dict]:
+        """Examples from one rollout batch. ``seqs`` come grouped by prompt (``group_size`` in a row), each
+        with ``old_logps`` (π_old, the sampling policy), ``ref_logps`` (when ``needs_ref``), ``reward`` and,
+        with a value model, ``old_values``; this hook adds what ``loss`` reads (advantages, returns)."""
+        raise NotImplementedError
+
+    def stop_epochs(self, record: dict) -> bool:
+        """Called after each optimiser step on a rollout batch: True skips the rest of its epochs."""
+        return False
 
 
 def token_nll(logps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

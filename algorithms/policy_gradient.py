@@ -94,8 +94,10 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, *, beta: float = 0.
               eps_high: float = 0.2, loss_type: str = "grpo", max_completion_length: int | None = None):
     """``(loss, metrics)``: TRL's GRPO loss (token-level ratio). ``advantages`` ``[B]``; ``ref_logps``
     is only read when ``beta`` > 0 (k3 estimator exp(ref − π) − (ref − π) − 1). Aggregation by
-    ``loss_type``: ``grpo`` (per-sequence token mean, then batch mean), ``bnpo`` (mean over the batch's
-    tokens), ``dr_grpo`` (sum over tokens / (B · max_completion_length))."""
+    ``loss_type``: ``grpo`` (per-sequence token mean, then batch mean), ``dapo`` (TRL's default) and
+    ``bnpo`` (mean over the batch's tokens), ``dr_grpo`` (sum over tokens / (B · max_completion_length)).
+    On the backbone a micro-batch's token mean is weighted by its share of the optimiser batch's tokens,
+    so ``bnpo`` and ``dapo`` both become DAPO's global token mean there."""
     mask = mask.to(logps.dtype)
     per_token, ratio = clipped_surrogate(logps, old_logps, advantages.detach()[:, None], eps_low=eps_low,
                                          eps_high=eps_high)
@@ -106,12 +108,12 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, *, beta: float = 0.
         metrics["kl"] = masked_mean(kl.detach(), mask).item()
     if loss_type == "grpo":
         loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
-    elif loss_type == "bnpo":
+    elif loss_type in ("bnpo", "dapo"):
         loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
     elif loss_type == "dr_grpo":
         loss = (per_token * mask).sum() / (per_token.size(0) * (max_completion_length or mask.size(1)))
     else:
-        raise ValueError(f"loss_type={loss_type!r}: valid values are grpo, bnpo, dr_grpo")
+        raise ValueError(f"loss_type={loss_type!r}: valid values are grpo, dapo, bnpo, dr_grpo")
     with torch.no_grad():
         a = advantages[:, None]
         clipped = ((ratio < 1 - eps_low) & (a < 0)) | ((ratio > 1 + eps_high) & (a > 0))

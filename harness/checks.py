@@ -16,8 +16,14 @@ _RANGES = [
     ("algo.value_lr", 0, None, False), ("algo.lam", 0, 1, True), ("algo.process_alpha", 0, None, True),
     ("process.n_prompts", 1, None, True), ("process.k", 1, None, True),
     ("value_check.n_prompts", 0, None, True), ("value_check.k", 1, None, True),
+    ("algo.beta_kl", 0, None, True), ("algo.gamma", 0, 1, True), ("algo.gae_lambda", 0, 1, True),
+    ("algo.clip", 0, None, False), ("algo.value_clip", 0, None, False), ("algo.target_kl", 0, None, False),
+    ("algo.epsilon", 0, 1, False), ("algo.epsilon_high", 0, None, False),
 ]
-_CHOICES = [("algo.value_model", ("separate", "shared"))]
+#: per algorithm, bounds that replace the ones above (GRPO's KL coefficient may be 0: no KL term)
+_ALGO_RANGES = {"grpo": [("algo.beta", 0, None, True)]}
+_CHOICES = [("algo.value_model", ("separate", "shared")), ("algo.loss_type", ("dapo", "bnpo", "grpo", "dr_grpo")),
+            ("algo.scale_rewards", ("group", "batch", "none"))]
 
 
 def check_config(cfg) -> None:
@@ -26,7 +32,9 @@ def check_config(cfg) -> None:
         value = cfg.get(node, {}).get(leaf)
         if value is not None and value not in valid:
             raise UserError(f"{key}={value!r}: valid values are {', '.join(valid)}")
-    for key, lo, hi, inclusive in _RANGES:
+    special = _ALGO_RANGES.get(str(cfg.get("algo", {}).get("name")), [])
+    ranges = [r for r in _RANGES if r[0] not in {k for k, *_ in special}] + special
+    for key, lo, hi, inclusive in ranges:
         node, *rest = key.split(".")
         value = cfg.get(node, {}).get(rest[0]) if rest else cfg.get(node)
         if value is None:

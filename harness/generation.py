@@ -25,6 +25,13 @@ class Engine(abc.ABC):
     """One interface for every backend; ``generate`` returns ``n`` samples for each prompt (a string, or a
     list of token ids to continue exactly)."""
 
+    #: the log-probs come from the trainer's own model and numerics, so they can serve as log π_old
+    exact_logprobs: bool = True
+
+    @abc.abstractmethod
+    def load_weights(self, model) -> None:
+        """Sample from ``model``'s current weights from now on (online algorithms, after each update)."""
+
     @abc.abstractmethod
     def generate(self, prompts: list[str], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 64, seed: int = 0, desc: str = "generate") -> list[list[Sample]]:
@@ -40,6 +47,9 @@ class HFEngine(Engine):
 
     def __init__(self, model, tokenizer, *, batch_size: int = 256):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+
+    def load_weights(self, model) -> None:
+        self.model = model  # the same module the trainer updates: nothing to copy
 
     @torch.no_grad()
     def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate"):

@@ -24,6 +24,7 @@ from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import make_engine
 from harness.models import load_model, load_tokenizer
+from harness.online import online_plan, train_online
 from harness.process_values import build_process_values, load_process_values, shaping
 from harness.provenance import provenance
 from harness.records import atomic_write, is_complete, read_json, run_id, write_json, write_jsonl
@@ -74,8 +75,11 @@ def run_spec(cfg, algo_cls) -> dict:
         sections.append("process")
     if algo_cls.needs_value_model:
         sections.append("value_check")
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+    spec = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
             for k in sections}
+    if algo_cls.online:
+        del spec["train"]["steps"]  # an online run's steps follow from algo.budget
+    return spec
 
 
 def reference_config(cfg) -> DictConfig:
@@ -88,6 +92,8 @@ def run_job(cfg: DictConfig) -> dict:
     """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
     algo_cls = get_algorithm(cfg.algo.name)
     check_config(cfg)
+    if algo_cls.online:  # its options are checked before any work, too
+        online_plan(_make_algo(cfg, algo_cls), int(cfg.train.batch_size))
     if cfg.include_reference and algo_cls.trains:
         run_job(reference_config(cfg))
     spec = run_spec(cfg, algo_cls)
@@ -116,6 +122,10 @@ def run_job(cfg: DictConfig) -> dict:
     return metrics
 
 
+def _make_algo(cfg, algo_cls):
+    return algo_cls(**{k: v for k, v in OmegaConf.to_container(cfg.algo, resolve=True).items() if k != "name"})
+
+
 def _one_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}" if not isinstance(e, UserError) else text[0]
@@ -124,8 +134,7 @@ def _one_line(e: Exception) -> str:
 def _run(cfg, algo_cls, run_dir: Path) -> dict:
     seed = int(cfg.seed)
     set_seed(seed)
-    algo_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.algo, resolve=True).items() if k != "name"}
-    algo = algo_cls(**algo_kwargs)
+    algo = _make_algo(cfg, algo_cls)
     meter, accelerator = compute.Meter(), make_accelerator()
     store = ArtifactStore(Path(cfg.results_dir) / "artifacts")
     task, task_spec, n_demo = load_task(cfg)
@@ -179,8 +188,19 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         diagnostics["value_check"] = add_value_states(cfg, store, ref_key, task_spec, n_demo, rl_prompts, engine,
                                                       task, tok, model.config)
 
-    history, value_metrics = [], {}
-    if algo.trains:
+    history, value_metrics, online_log = [], {}, {}
+    if algo.trains and algo.online:  # meters its own rollout and train stages
+        ref_model = load_model(ref_path, device=accelerator.device).eval().requires_grad_(False) \
+            if algo.needs_ref else None
+        res = train_online(algo, rl_prompts, task, engine, model=model, ref_model=ref_model,
+                           value_model=make_value_model(algo, model, ref_path, accelerator.device), cfg=cfg,
+                           seed=seed, pad_id=tok.pad_token_id, accelerator=accelerator, meter=meter,
+                           ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}")
+        del ref_model
+        engine.load_weights(res["model"])
+        history, examples = res["history"], [None] * sum(r["n_samples"] for r in res["rollouts"])
+        online_log = {"rollouts": res["rollouts"], "plan": res["plan"]}
+    elif algo.trains:
         with meter.stage("train") as st:
             examples = algo.build_examples(data, random.Random(seed))
             log.info("%s: %d training examples, %d steps of %d", algo.name, len(examples), cfg.train.steps,
@@ -191,7 +211,8 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
             res = train(model, algo, examples, cfg.train, lr=algo.lr, seed=seed, pad_id=tok.pad_token_id,
                         accelerator=accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
                         value_model=value_model, value_lr=algo.cfg.get("value_lr"))
-            engine.model, history = res["model"], res["history"]
+            engine.load_weights(res["model"])
+            history = res["history"]
             # A separate value model costs as much again as the policy per trained token.
             factor = 2.0 if isinstance(value_model, ValueModel) else 1.0
             st.update(train_tokens=res["train_tokens"],
@@ -212,6 +233,8 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
 
     write_jsonl(run_dir / "samples.jsonl", rows)
     write_jsonl(run_dir / "train_history.jsonl", history)
+    if online_log:
+        write_jsonl(run_dir / "rollouts.jsonl", online_log["rollouts"])
     for rec in [*meter.stages.values(), *used.values()]:  # own stages, then the shared artifacts it used
         util = compute.utilisation(rec.get("flops", 0.0), rec.get("wall_s", 0.0))
         rec.update(device_s=util["device_s"], flops_per_s=util["flops_per_s"], mfu=util["mfu"])
@@ -234,6 +257,9 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         "data_gen_tokens": sum(a.get("gen_tokens", 0) for a in used.values()),
         "data_train_tokens": sum(a.get("train_tokens", 0) for a in used.values()),
         "data_flops": sum(a.get("flops", 0.0) for a in used.values()),
+        # sampled to make the training signal (bank, process values, or live rollouts); not evaluation
+        "train_gen_tokens": sum(a.get("gen_tokens", 0) for k, a in used.items() if k != "warm_start")
+        + meter.stages.get("rollout", {}).get("gen_tokens", 0),
         "device_s": run_util["device_s"],
         "data_device_s": data_device_s,
         # everything spent once π_ref exists (own stages, bank, process values): what a gain is bought with
@@ -245,6 +271,9 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         "peak_flops_source": run_util["peak_source"],
         "n_train_examples": len(examples) if algo.trains else 0,
         "final_loss": history[-1]["loss"] if history else None,
+        **({"online_iterations": len(online_log["rollouts"]), "online_steps": online_log["plan"]["steps"],
+            "rollout_reward_first": online_log["rollouts"][0]["reward_mean"],
+            "rollout_reward_last": online_log["rollouts"][-1]["reward_mean"]} if online_log else {}),
         **value_metrics,
     }
 

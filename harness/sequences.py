@@ -3,11 +3,18 @@
 A *sequence* is a dict with ``prompt_ids`` and ``completion_ids`` (lists of ints) and optionally
 ``ref_logps`` (one float per completion token) and ``reward``. Completion tensors are ``[B, T]``,
 right-padded, with ``mask`` 1 on real tokens: the layout every loss in ``algorithms/`` takes.
+Online algorithms' rollouts may also carry the per-token ``TOKEN_EXTRAS`` and per-sequence
+``SEQ_EXTRAS`` below; ``collate`` passes those on as tensors when every sequence has them.
 """
 from __future__ import annotations
 
 import torch
 from trl.trainer.utils import selective_log_softmax
+
+#: per-token fields of online rollouts (π_old's log-probs, the critic's values, advantages, returns)
+TOKEN_EXTRAS = ("old_logps", "old_values", "advantages", "returns")
+#: per-sequence fields of online rollouts (GRPO's group-normalised advantage)
+SEQ_EXTRAS = ("advantage",)
 
 
 def collate(seqs: list[dict], pad_id: int, device=None) -> dict[str, torch.Tensor]:
@@ -40,6 +47,14 @@ def collate(seqs: list[dict], pad_id: int, device=None) -> dict[str, torch.Tenso
         "completion_ids": completion_ids, "mask": mask, "ref_logps": ref,
         "rewards": torch.tensor([float(s.get("reward", 0.0)) for s in seqs]), "token_rewards": token_rewards,
     }
+    for key in TOKEN_EXTRAS:
+        if all(key in s for s in seqs):
+            out[key] = torch.zeros((len(seqs), tmax))
+            for i, s in enumerate(seqs):
+                out[key][i, : len(s[key])] = torch.tensor(s[key], dtype=torch.float32)
+    for key in SEQ_EXTRAS:
+        if all(key in s for s in seqs):
+            out[key] = torch.tensor([float(s[key]) for s in seqs])
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
 

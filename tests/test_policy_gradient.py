@@ -81,17 +81,19 @@ def trl_grpo_loss(loss_type, beta, logps, old, ref, adv, mask, max_len):
         top_entropy_quantile=1.0, off_policy_mask_threshold=None, use_vllm=False, aux_loss_enabled=False,
         _entropy_bonus_enabled=False, current_gradient_accumulation_steps=1, max_completion_length=max_len,
         model=SimpleNamespace(training=True), _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
-        args=SimpleNamespace(delta=None, use_bias_correction_kl=False), vllm_importance_sampling_correction=False)
+        args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1), vllm_importance_sampling_correction=False)
     tr.accelerator = Accelerator(cpu=True)
     tr._get_per_token_logps_and_entropies = lambda *a, **k: (logps, torch.zeros_like(logps), None)
     B, T = logps.shape
     inputs = {"prompt_ids": torch.zeros(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2, dtype=torch.long),
               "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask.long(),
-              "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref}
+              "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
+              "num_items_in_batch": mask.sum()}
     return tr._compute_loss(None, inputs)
 
 
-@pytest.mark.parametrize("loss_type,beta", [("grpo", 0.0), ("grpo", 0.04), ("bnpo", 0.04), ("dr_grpo", 0.0)])
+@pytest.mark.parametrize("loss_type,beta", [("grpo", 0.0), ("grpo", 0.04), ("bnpo", 0.04), ("dr_grpo", 0.0),
+                                                   ("dapo", 0.0), ("dapo", 0.04)])
 def test_grpo_loss_equals_trl(loss_type, beta):
     mask, r = batch(2, B=4, T=6, lengths=(6, 4, 2, 5))
     mask = mask.float()

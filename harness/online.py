@@ -1,0 +1,179 @@
+"""The online loop (DESIGN.md §3, §4): sample from the live policy, grade, score, then optimise — PPO, GRPO.
+
+Each iteration takes the next ``prompts_per_iter`` prompts of a seeded order over the prompt pool (the
+bank's RL prompts, cycled), samples ``n_samples`` completions each from the current policy at T = 1,
+grades them, adds log π_old (the sampler's log-probs, or a forward pass when the engine's differ from
+the trainer's numerics), log π_ref (a frozen copy) and the critic's values, lets the plug-in turn the
+batch into examples (``rollout_examples``), and runs ``epochs`` passes over them in mini-batches of
+``train.batch_size`` with the same ``Learner`` every offline algorithm uses.
+
+Budget (``algo.budget``): ``prompts`` seen (fixes the number of iterations, hence the LR schedule) and
+an optional cap on ``gen_tokens`` that ends the run after the iteration that reaches it. Generation is
+metered in its own ``rollout`` stage; optimisation in ``train``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from harness import compute
+from harness.errors import UserError
+from harness.grade_parallel import grade_many
+from harness.sequences import collate, completion_logps
+from harness.training import Learner, check_batch_sizes, log_step
+
+log = logging.getLogger("dqo")
+
+
+def online_plan(algo, batch_size: int) -> dict:
+    """Iterations and optimiser steps implied by the algorithm's options (checked, with one-line errors).
+    ``budget.prompts`` are seen exactly: the last iteration may take fewer than ``prompts_per_iter``."""
+    c = algo.cfg
+
+    def whole(key, value):
+        try:
+            ok = value is not None and float(value) >= 1 and int(value) == float(value)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UserError(f"algo.{key}={value!r}: must be a whole number >= 1")
+        return int(value)
+
+    budget = dict(c.get("budget") or {})
+    g = whole("n_samples", c.get("n_samples", 8))
+    per_iter = whole("prompts_per_iter", c.get("prompts_per_iter", 32))
+    epochs = whole("epochs", c.get("epochs", 1))
+    pool = whole("prompt_pool", c.get("prompt_pool"))
+    prompts = whole("budget.prompts", budget.get("prompts"))
+    cap = None if budget.get("gen_tokens") is None else whole("budget.gen_tokens", budget["gen_tokens"])
+    if g < 2 and algo.name == "grpo":
+        raise UserError("algo.n_samples must be >= 2 for grpo: its advantages are relative to the prompt's group")
+    sizes = [min(per_iter, prompts - i) for i in range(0, prompts, per_iter)]  # prompts per iteration
+    return {"n_samples": g, "prompts_per_iter": per_iter, "epochs": epochs, "prompt_pool": pool,
+            "budget_prompts": prompts, "iterations": len(sizes), "iteration_sizes": sizes,
+            "steps": sum(epochs * math.ceil(n * g / batch_size) for n in sizes), "gen_token_cap": cap}
+
+
+def prompt_order(n_pool: int, n_needed: int, seed: int) -> list[int]:
+    """Indices into the pool: seeded shuffles, pass after pass, so every prompt is used once before any twice."""
+    rng, out = random.Random(seed), []
+    while len(out) < n_needed:
+        order = list(range(n_pool))
+        rng.shuffle(order)
+        out += order
+    return out[:n_needed]
+
+
+def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, value_model, cfg, seed: int,
+                 pad_id: int, accelerator, meter, ckpt_dir=None, desc: str = "train") -> dict:
+    """Run the online loop; returns what ``training.train`` returns plus the rollout log."""
+    plan = online_plan(algo, int(cfg.train.batch_size))
+    bsz = int(cfg.train.batch_size)
+    check_batch_sizes(plan["steps"], bsz, int(cfg.train.micro_batch_size or bsz))
+    pool = prompts[: plan["prompt_pool"]]
+    if not pool:
+        raise UserError(f"{algo.name}: no RL prompts to sample from; raise algo.prompt_pool or task.n_train")
+    g, per_iter = plan["n_samples"], plan["prompts_per_iter"]
+    order = prompt_order(len(pool), plan["budget_prompts"], seed)
+    learner = Learner(model, algo, cfg.train, lr=algo.lr, steps=plan["steps"], seed=seed, pad_id=pad_id,
+                      accelerator=accelerator, value_model=value_model, value_lr=algo.cfg.get("value_lr"))
+    start = learner.resume(ckpt_dir)  # a step at an iteration boundary: the rest is a pure function of the seed
+    log.info("%s: %d iterations of %d prompts x %d samples, %d epochs: %d optimiser steps of %d",
+             algo.name, plan["iterations"], per_iter, g, plan["epochs"], plan["steps"], bsz)
+    history, rollouts, step, gen_tokens = [], [], 0, 0
+    bar = tqdm(total=plan["steps"], initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
+    for it in range(plan["iterations"]):
+        batch = [pool[i] for i in order[it * per_iter:it * per_iter + plan["iteration_sizes"][it]]]
+        if step < start:  # resuming: this iteration's steps are in the checkpoint already
+            step += plan["epochs"] * math.ceil(len(batch) * g / bsz)
+            continue
+        with meter.stage("rollout") as st:
+            t0 = time.perf_counter()
+            engine.load_weights(learner.policy)
+            seqs, info = _rollout(algo, batch, task, engine, learner, ref_model, g, cfg, seed * 1_000_003 + it,
+                                  pad_id, accelerator.device)
+            examples = algo.rollout_examples(seqs, g)
+            gen_tokens += info["gen_tokens"]
+            st.update(gen_tokens=st["gen_tokens"] + info["gen_tokens"], flops=st["flops"] + info["flops"])
+            info.update(iteration=it + 1, step=step, rollout_s=time.perf_counter() - t0)
+        with meter.stage("train") as st:
+            tokens0 = learner.tokens
+            stopped = False
+            for epoch in range(plan["epochs"]):
+                idx = list(range(len(examples)))
+                random.Random(seed * 7919 + it * 31 + epoch).shuffle(idx)
+                for k in range(0, len(idx), bsz):
+                    step += 1
+                    if stopped:  # early stop: the schedule still advances, so its length stays the budget's
+                        learner.skip_step()
+                        continue
+                    rec = learner.step([examples[i] for i in idx[k:k + bsz]], step)
+                    rec.update(iteration=it + 1, epoch=epoch + 1)
+                    history.append(rec)
+                    log_step(cfg.train, desc, rec, plan["steps"])
+                    stopped = algo.stop_epochs(rec)
+            trained = learner.tokens - tokens0
+            st.update(train_tokens=st["train_tokens"] + trained,
+                      flops=st["flops"] + _train_flops(model.config, trained, examples, learner))
+        rollouts.append(info)
+        bar.update(step - bar.n)
+        bar.set_postfix(reward=f"{info['reward_mean']:.3f}", gen_tok=gen_tokens)
+        log.info("%s iteration %d/%d: reward %.3f, %d generated tokens (%d in all), %.1f s sampling",
+                 algo.name, it + 1, plan["iterations"], info["reward_mean"], info["gen_tokens"], gen_tokens,
+                 info["rollout_s"])
+        if cfg.train.checkpoint_every and it + 1 < plan["iterations"]:
+            learner.checkpoint(ckpt_dir, step)
+        if plan["gen_token_cap"] is not None and gen_tokens >= plan["gen_token_cap"]:
+            log.info("%s: generation budget of %d tokens reached after iteration %d", algo.name,
+                     plan["gen_token_cap"], it + 1)
+            break
+    bar.close()
+    return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
+            "value_model": learner.critic, "rollouts": rollouts, "plan": plan, "gen_tokens": gen_tokens}
+
+
+@torch.no_grad()
+def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_id, device):
+    """One rollout batch: ``g`` graded samples per prompt with old/ref log-probs and old values."""
+    max_new = int(cfg.model.max_new_tokens)
+    groups = engine.generate([task.prompt(ex) for ex in prompts], n=g, temperature=1.0, top_p=1.0,
+                             max_new_tokens=max_new, seed=seed, desc="rollout")
+    pairs = [(ex, s) for ex, group in zip(prompts, groups) for s in group]
+    rewards = grade_many(task, [s.text for _, s in pairs], [ex for ex, _ in pairs], desc="rollout grading")
+    seqs = [{"prompt_ids": list(s.prompt_ids), "completion_ids": list(s.token_ids), "old_logps": list(s.logprobs),
+             "reward": float(r), "prompt_id": ex["id"]} for (ex, s), r in zip(pairs, rewards)]
+    gen = sum(len(s["completion_ids"]) for s in seqs)
+    prompt_tok = sum(len(s["prompt_ids"]) for s in seqs)
+    flops = compute.sampling_flops(learner.policy.config, gen, prompt_tok, len(seqs))
+    # Scoring passes: π_old when the sampler's numerics are not the trainer's, the critic, π_ref.
+    need_policy, need_values = not engine.exact_logprobs, learner.value_model is not None
+    for i in range(0, len(seqs), 64):
+        chunk = seqs[i:i + 64]
+        t = collate(chunk, pad_id, device)
+        with learner.evaluating():
+            logps, values = learner.forward(t, policy=need_policy, values=need_values)
+        ref = completion_logps(ref_model, t) if algo.needs_ref else None
+        for row, s in enumerate(chunk):
+            n = len(s["completion_ids"])
+            for key, x in (("old_logps", logps), ("old_values", values), ("ref_logps", ref)):
+                if x is not None:
+                    s[key] = x[row, :n].tolist()
+    passes = int(need_policy or (need_values and learner.shared_trunk)) + \
+        int(need_values and not learner.shared_trunk) + int(algo.needs_ref)
+    flops += passes * compute.generate_flops(learner.policy.config, gen + prompt_tok, (gen + prompt_tok) / len(seqs))
+    per_prompt = [rewards[i:i + g] for i in range(0, len(rewards), g)]
+    return seqs, {"gen_tokens": gen, "prompt_tokens": prompt_tok, "n_samples": len(seqs), "flops": flops,
+                  "reward_mean": sum(rewards) / len(rewards),
+                  "frac_prompts_mixed": sum(0 < sum(p) < len(p) for p in per_prompt) / len(per_prompt),
+                  "mean_len": gen / len(seqs)}
+
+
+def _train_flops(config, tokens, examples, learner) -> float:
+    mean_len = sum(len(e["seq"]["prompt_ids"]) + len(e["seq"]["completion_ids"]) for e in examples) / len(examples)
+    factor = 2.0 if learner.value_model is not None and not learner.shared_trunk else 1.0
+    return factor * compute.train_flops(config, tokens, mean_len)
