@@ -24,7 +24,8 @@ class PPO(OnlineAlgorithm):
     def rollout_examples(self, seqs, group_size):
         c = self.cfg
         t = collate(seqs, pad_id=0)
-        rewards = kl_shaped_rewards(t["rewards"], t["old_logps"], t["ref_logps"], t["mask"], float(c.get("beta_kl", 0.05)))
+        rewards = kl_shaped_rewards(t["rewards"], t["old_logps"], t["ref_logps"], t["mask"],
+                                    float(c.get("beta_kl", 0.05)))
         adv, ret = gae(rewards, t["old_values"], t["mask"], gamma=float(c.get("gamma", 1.0)),
                        lam=float(c.get("gae_lambda", 0.95)))
         if c.get("whiten_advantages", True):
@@ -36,7 +37,8 @@ class PPO(OnlineAlgorithm):
 
     def loss(self, batch):
         s, c = batch["seq"], self.cfg
-        pol, pm = ppo_policy_loss(s["logps"], s["old_logps"], s["advantages"], s["mask"], clip=float(c.get("clip", 0.2)))
+        pol, pm = ppo_policy_loss(s["logps"], s["old_logps"], s["advantages"], s["mask"],
+                                  clip=float(c.get("clip", 0.2)))
         val, vm = ppo_value_loss(s["values"], s["old_values"], s["returns"], s["mask"],
                                  clip=float(c.get("value_clip", 0.2)))
         return pol + float(c.get("value_coef", 1.0)) * val, {**pm, **vm}

@@ -111,11 +111,70 @@ def _eos_ids(model, tok) -> list[int]:
     return ids
 
 
-def make_engine(name: str, model, tokenizer, *, batch_size: int = 256) -> Engine:
+class VLLMEngine(Engine):
+    """vLLM on one GPU, colocated with the trainer (as TRL's ``vllm_mode="colocate"``): batched sampling with
+    ``n`` per prompt and the sampled tokens' log-probs; ``load_weights`` pushes the policy's current weights
+    into the engine after each update. Log-probs are vLLM's raw (untempered) ones, but its kernels and
+    bf16 differ from the trainer's numerics, so online algorithms recompute log π_old with the trainer
+    (``exact_logprobs = False``)."""
+
+    exact_logprobs = False
+
+    def __init__(self, model_path: str, tokenizer, *, gpu_memory_utilization: float = 0.3, seed: int = 0,
+                 max_model_len: int | None = None):
+        from harness.errors import UserError
+
+        if not torch.cuda.is_available():
+            raise UserError("generation.engine=vllm needs an NVIDIA GPU and none is visible; use generation.engine=hf")
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise UserError("generation.engine=vllm needs vLLM: pip install -e '.[gpu]' "
+                            "(or use generation.engine=hf)") from None
+        import os
+
+        # colocated in this process: vLLM's external launcher reads the torch.distributed variables
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "localhost"),
+                           ("MASTER_PORT", "29517")):
+            os.environ.setdefault(key, value)
+        self.tok = tokenizer
+        self.llm = LLM(model=str(model_path), gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+                       max_model_len=max_model_len, distributed_executor_backend="external_launcher",
+                       logprobs_mode="raw_logprobs", enable_prefix_caching=True)
+
+    def load_weights(self, model) -> None:
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        runner.load_weights((name, p.detach()) for name, p in model.state_dict().items())
+        self.llm.reset_prefix_cache()  # cached prefixes hold the old weights' keys and values
+
+    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate"):
+        from vllm import SamplingParams
+
+        enc = [list(p) for p in prompts] if prompts and not isinstance(prompts[0], str) else \
+            self.tok(prompts, add_special_tokens=True)["input_ids"]
+        greedy = temperature == 0
+        params = SamplingParams(n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
+                                max_tokens=max_new_tokens, logprobs=0)
+        outs = self.llm.generate([{"prompt_token_ids": ids} for ids in enc], params, use_tqdm=False)
+        result = []
+        for ids, o in zip(enc, outs):
+            group = []
+            for c in o.outputs:
+                toks = list(c.token_ids)
+                group.append(Sample(text=self.tok.decode(toks, skip_special_tokens=True), token_ids=toks,
+                                    logprobs=[lp[t].logprob for lp, t in zip(c.logprobs, toks)],
+                                    finished=c.finish_reason == "stop", prompt_ids=ids))
+            result.append(group)
+        return result
+
+
+def make_engine(name: str, model, tokenizer, *, batch_size: int = 256, model_path: str | None = None,
+                gpu_memory_utilization: float = 0.3) -> Engine:
+    """``hf`` samples from ``model`` itself; ``vllm`` loads ``model_path`` (π_ref) into its own engine."""
     from harness.errors import UserError
 
     if name == "hf":
         return HFEngine(model, tokenizer, batch_size=batch_size)
     if name == "vllm":
-        raise UserError("generation.engine=vllm is not available yet in this version; use generation.engine=hf")
+        return VLLMEngine(model_path or model.name_or_path, tokenizer, gpu_memory_utilization=gpu_memory_utilization)
     raise UserError(f"unknown generation.engine {name!r}; valid: hf, vllm")

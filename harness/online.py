@@ -13,6 +13,7 @@ metered in its own ``rollout`` stage; optimisation in ``train``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -28,6 +29,7 @@ from harness.sequences import collate, completion_logps
 from harness.training import Learner, check_batch_sizes, log_step
 
 log = logging.getLogger("dqo")
+LOG = "online_log.json"  # beside a checkpoint: the history and rollout log up to it
 
 
 def online_plan(algo, batch_size: int) -> dict:
@@ -82,16 +84,20 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
     order = prompt_order(len(pool), plan["budget_prompts"], seed)
     learner = Learner(model, algo, cfg.train, lr=algo.lr, steps=plan["steps"], seed=seed, pad_id=pad_id,
                       accelerator=accelerator, value_model=value_model, value_lr=algo.cfg.get("value_lr"))
-    start = learner.resume(ckpt_dir)  # a step at an iteration boundary: the rest is a pure function of the seed
+    # A checkpoint is taken at an iteration boundary; what follows it is a pure function of the seed.
+    start = learner.resume(ckpt_dir)
+    saved = json.loads((ckpt_dir / LOG).read_text()) if start and (ckpt_dir / LOG).exists() else {}
     log.info("%s: %d iterations of %d prompts x %d samples, %d epochs: %d optimiser steps of %d",
              algo.name, plan["iterations"], per_iter, g, plan["epochs"], plan["steps"], bsz)
-    history, rollouts, step, gen_tokens = [], [], 0, 0
+    history, rollouts = saved.get("history", []), saved.get("rollouts", [])
+    step, gen_tokens, every = 0, saved.get("gen_tokens", 0), int(cfg.train.checkpoint_every or 0)
     bar = tqdm(total=plan["steps"], initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
     for it in range(plan["iterations"]):
         batch = [pool[i] for i in order[it * per_iter:it * per_iter + plan["iteration_sizes"][it]]]
         if step < start:  # resuming: this iteration's steps are in the checkpoint already
             step += plan["epochs"] * math.ceil(len(batch) * g / bsz)
             continue
+        it_start = step
         with meter.stage("rollout") as st:
             t0 = time.perf_counter()
             engine.load_weights(learner.policy)
@@ -126,8 +132,10 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
         log.info("%s iteration %d/%d: reward %.3f, %d generated tokens (%d in all), %.1f s sampling",
                  algo.name, it + 1, plan["iterations"], info["reward_mean"], info["gen_tokens"], gen_tokens,
                  info["rollout_s"])
-        if cfg.train.checkpoint_every and it + 1 < plan["iterations"]:
+        if ckpt_dir and every and it + 1 < plan["iterations"] and step // every > it_start // every:
             learner.checkpoint(ckpt_dir, step)
+            (ckpt_dir / LOG).write_text(json.dumps({"history": history, "rollouts": rollouts,
+                                                    "gen_tokens": gen_tokens}))
         if plan["gen_token_cap"] is not None and gen_tokens >= plan["gen_token_cap"]:
             log.info("%s: generation budget of %d tokens reached after iteration %d", algo.name,
                      plan["gen_token_cap"], it + 1)
@@ -157,7 +165,8 @@ def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_
         t = collate(chunk, pad_id, device)
         with learner.evaluating():
             logps, values = learner.forward(t, policy=need_policy, values=need_values)
-        ref = completion_logps(ref_model, t) if algo.needs_ref else None
+        with learner.accelerator.autocast():
+            ref = completion_logps(ref_model, t) if algo.needs_ref else None
         for row, s in enumerate(chunk):
             n = len(s["completion_ids"])
             for key, x in (("old_logps", logps), ("old_values", values), ("ref_logps", ref)):

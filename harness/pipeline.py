@@ -157,7 +157,8 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
     tok = load_tokenizer(ref_path)
     task.bind_tokenizer(tok)  # fixes the prompt style: chat template if π_ref's tokenizer has one
     model = load_model(ref_path, device=accelerator.device)
-    engine = make_engine(cfg.generation.engine, model, tok, batch_size=int(cfg.generation.batch_size))
+    engine = make_engine(cfg.generation.engine, model, tok, batch_size=int(cfg.generation.batch_size),
+                         model_path=ref_path, gpu_memory_utilization=float(cfg.generation.gpu_memory_utilization))
 
     data = TrainData(demo=encode_demo(tok, task, demo))
     if algo.needs_bank:

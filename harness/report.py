@@ -20,10 +20,10 @@ from harness.stats import bootstrap_ci, paired_bootstrap
 RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy",
                "accuracy_sampled", "n_eval", "wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu",
                "peak_mem_mb", "data_wall_s", "data_device_s", "data_gen_tokens", "data_train_tokens", "data_flops",
-               "post_ref_device_s", "n_train_examples", "final_loss", "error"]
+               "post_ref_device_s", "train_gen_tokens", "n_train_examples", "final_loss", "error"]
 #: cost columns averaged over a row's runs
 MEANS = ["wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu", "data_wall_s", "data_device_s",
-         "data_gen_tokens", "data_train_tokens", "data_flops", "post_ref_device_s"]
+         "data_gen_tokens", "data_train_tokens", "data_flops", "post_ref_device_s", "train_gen_tokens"]
 BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "n_seeds", "accuracy", "accuracy_std",
                  "accuracy_ci_lo", "accuracy_ci_hi", "baseline", "delta", "delta_ci_lo", "delta_ci_hi", "p_value",
                  "gain_per_device_hour", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]

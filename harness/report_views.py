@@ -33,10 +33,11 @@ def markdown(board: pd.DataFrame) -> str:
                                 "two-sided bootstrap p." if base else ".") + " Points / device-h: accuracy gained over "
                      "`reference` per device-hour spent after π_ref (own stages, bank, process values). Costs are "
                      "means per run; `data` is the shared artifacts (warm start, bank, process values) the run used; "
-                     "MFU is the run's own stages against the device's peak.\n")
+                     "MFU is the run's own stages against the device's peak. Sampled for learning: tokens generated to make "
+                     "the training signal (the bank and process values, or an online algorithm's rollouts).\n")
         parts.append(f"| algo | variant | seeds | accuracy | Δ vs {base or '—'} | p | points / device-h | sampled "
-                     "| train tokens | FLOPs run + data | wall s run + data | MFU | status |")
-        parts.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+                     "| sampled for learning | train tokens | FLOPs run + data | wall s run + data | MFU | status |")
+        parts.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for _, r in b.iterrows():
             ci = f" [{_pts(r.accuracy_ci_lo)}, {_pts(r.accuracy_ci_hi)}]" if pd.notna(r.accuracy_ci_lo) else ""
             d = (f"{_pts(r.delta, True)} [{_pts(r.delta_ci_lo, True)}, {_pts(r.delta_ci_hi, True)}]"
@@ -46,7 +47,8 @@ def markdown(board: pd.DataFrame) -> str:
             gain = f"{r.gain_per_device_hour:+.1f}" if pd.notna(r.gain_per_device_hour) else ""
             mfu = f"{100 * r.mfu:.1f}%" if pd.notna(r.mfu) else ""
             parts.append(f"| {r.algo} | {variant} | {int(r.n_seeds)} | {_pts(r.accuracy)}{ci} | {d} | {p} | {gain} "
-                         f"| {_pts(r.accuracy_sampled)} | {_si(r.train_tokens)} | {_si(r.flops)} + {_si(r.data_flops)} "
+                         f"| {_pts(r.accuracy_sampled)} | {_si(r.get('train_gen_tokens'))} | {_si(r.train_tokens)} "
+                         f"| {_si(r.flops)} + {_si(r.data_flops)} "
                          f"| {r.wall_s:.0f} + {r.data_wall_s:.0f} | {mfu} | {r.status} |")
         parts.append("")
     return "\n".join(parts)

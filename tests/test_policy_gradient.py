@@ -81,7 +81,8 @@ def trl_grpo_loss(loss_type, beta, logps, old, ref, adv, mask, max_len):
         top_entropy_quantile=1.0, off_policy_mask_threshold=None, use_vllm=False, aux_loss_enabled=False,
         _entropy_bonus_enabled=False, current_gradient_accumulation_steps=1, max_completion_length=max_len,
         model=SimpleNamespace(training=True), _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
-        args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1), vllm_importance_sampling_correction=False)
+        args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1),
+        vllm_importance_sampling_correction=False)
     tr.accelerator = Accelerator(cpu=True)
     tr._get_per_token_logps_and_entropies = lambda *a, **k: (logps, torch.zeros_like(logps), None)
     B, T = logps.shape
