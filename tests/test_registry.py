@@ -32,3 +32,27 @@ def test_preflight_rejects_unknown_names(arg, kind):
 
 def test_preflight_accepts_valid_names_and_other_overrides():
     preflight(["-m", "algo=sft,rft,dpo", "task=arith", "model=tiny", "model.name_or_path=x/y", "seed=0,1"])
+
+
+def test_every_algorithm_registers_and_has_its_config():
+    from pathlib import Path
+
+    from algorithms.base import OnlineAlgorithm
+
+    root = Path(__file__).resolve().parent.parent
+    for name in available("algorithm"):
+        cls = get_algorithm(name)
+        assert cls.name == name and (root / "sweeps" / "algo" / f"{name}.yaml").exists(), name
+    assert issubclass(get_algorithm("ppo"), OnlineAlgorithm) and issubclass(get_algorithm("grpo"), OnlineAlgorithm)
+    assert not get_algorithm("dqo").online
+
+
+def test_no_algorithm_imports_vllm():
+    """vLLM is imported only when generation.engine=vllm asks for it, never by an algorithm or the run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.registry import available, get_algorithm; import harness.pipeline; "
+            "[get_algorithm(n) for n in available('algorithm')]; print('vllm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
