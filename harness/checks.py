@@ -12,7 +12,7 @@ _RANGES = [
     ("train.steps", 1, None, True), ("train.batch_size", 1, None, True), ("train.micro_batch_size", 1, None, True),
     ("train.warmup_ratio", 0, 1, True), ("train.max_grad_norm", 0, None, True), ("train.weight_decay", 0, None, True),
     ("warm_start.steps", 0, None, True), ("warm_start.batch_size", 1, None, True), ("warm_start.lr", 0, None, False),
-    ("generation.batch_size", 1, None, True), ("generation.gpu_memory_utilization", 0, 1, False),
+    ("generation.batch_size", 1, None, True), ("vllm.gpu_memory_utilization", 0, 1, False),
     ("algo.lr", 0, None, False), ("algo.beta", 0, None, False),
     ("algo.value_lr", 0, None, False), ("algo.lam", 0, 1, True), ("algo.process_alpha", 0, None, True),
     ("process.n_prompts", 1, None, True), ("process.k", 1, None, True),

@@ -158,7 +158,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
     task.bind_tokenizer(tok)  # fixes the prompt style: chat template if π_ref's tokenizer has one
     model = load_model(ref_path, device=accelerator.device)
     engine = make_engine(cfg.generation.engine, model, tok, batch_size=int(cfg.generation.batch_size),
-                         model_path=ref_path, gpu_memory_utilization=float(cfg.generation.gpu_memory_utilization))
+                         model_path=ref_path, gpu_memory_utilization=float(cfg.vllm.gpu_memory_utilization))
 
     data = TrainData(demo=encode_demo(tok, task, demo))
     if algo.needs_bank:
@@ -199,7 +199,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
                            ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}")
         del ref_model
         engine.load_weights(res["model"])
-        history, examples = res["history"], [None] * sum(r["n_samples"] for r in res["rollouts"])
+        history, n_examples = res["history"], sum(r["n_samples"] for r in res["rollouts"])
         online_log = {"rollouts": res["rollouts"], "plan": res["plan"]}
     elif algo.trains:
         with meter.stage("train") as st:
@@ -213,7 +213,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
                         accelerator=accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
                         value_model=value_model, value_lr=algo.cfg.get("value_lr"))
             engine.load_weights(res["model"])
-            history = res["history"]
+            history, n_examples = res["history"], len(examples)
             # A separate value model costs as much again as the policy per trained token.
             factor = 2.0 if isinstance(value_model, ValueModel) else 1.0
             st.update(train_tokens=res["train_tokens"],
@@ -270,7 +270,7 @@ def _run(cfg, algo_cls, run_dir: Path) -> dict:
         "train_mfu": meter.stages.get("train", {}).get("mfu"),
         "peak_flops": run_util["peak_flops"],
         "peak_flops_source": run_util["peak_source"],
-        "n_train_examples": len(examples) if algo.trains else 0,
+        "n_train_examples": n_examples if algo.trains else 0,
         "final_loss": history[-1]["loss"] if history else None,
         **({"online_iterations": len(online_log["rollouts"]), "online_steps": online_log["plan"]["steps"],
             "rollout_reward_first": online_log["rollouts"][0]["reward_mean"],
