@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import hydra
@@ -67,7 +70,22 @@ def _job(cfg_dict: dict) -> int:
 
 def _child(cfg_dict: dict) -> None:
     _setup_logging()
+    _exit_with_parent()
     sys.exit(_job(cfg_dict))
+
+
+def _exit_with_parent(poll_s: float = 2.0) -> None:
+    """Stop this job when the sweep that started it is gone: Ctrl-C reaches both, but a `kill` of the
+    sweep alone would leave the job computing (and competing for the device) with nobody to read it.
+    A checkpoint, if any, lets the next run resume."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(143)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 @hydra.main(version_base=None, config_path="../sweeps", config_name="config")

@@ -92,3 +92,37 @@ def test_actor_critic_family_runs_and_reports_value_check_and_variants(tmp_path,
     assert cost["artifacts"]["bank"]["device_s"] > 0 and cost["artifacts"]["warm_start"]["mfu"] > 0
     board = pd.read_csv(tmp_path / "leaderboard.csv")
     assert board[board.algo != "reference"].gain_per_device_hour.notna().all()
+
+
+def test_killing_a_sweep_stops_its_running_job(tmp_path, smoke_overrides):
+    """`kill <sweep pid>` must not leave the job process computing on its own."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import ROOT
+
+    args = [sys.executable, "-m", "harness.run", "-m", "algo=reference", f"results_dir={tmp_path}",
+            *smoke_overrides, "model.warm_start_steps=100000"]
+    sweep = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs = []
+    try:
+        deadline = time.time() + 60
+        while not jobs and time.time() < deadline:
+            time.sleep(0.5)
+            jobs = [c for c in psutil.Process(sweep.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        assert jobs, "the sweep started no job process"
+        time.sleep(3)  # let it get going
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+        _, alive = psutil.wait_procs(jobs, timeout=15)
+        assert not alive, "the job kept running after its sweep was killed"
+    finally:
+        for p in [*jobs, *psutil.Process().children(recursive=True)]:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
