@@ -33,7 +33,7 @@ from harness.sequences import fill_ref_logps
 from harness.training import make_accelerator, train
 from harness.value_check import build_value_states, value_correlation
 from harness.value_model import ValueHead, ValueModel
-from harness.variants import variant_id, variant_label
+from harness.variants import interpolated_keys, variant_id, variant_label
 from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
 from tasks import get_task
 
@@ -105,7 +105,8 @@ def run_job(cfg: DictConfig) -> dict:
     log.info("=== %s", rid)
     atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     head = {"run_id": rid, "task": cfg.task.name, "model": model_label(cfg), "algo": cfg.algo.name,
-            "variant": variant_label(list(cfg.get("_overrides") or []), spec), "variant_id": variant_id(spec),
+            "variant": variant_label(list(cfg.get("_overrides") or []), spec, interpolated_keys(cfg, spec)),
+            "variant_id": variant_id(spec),
             "seed": int(cfg.seed)}
     t0 = time.perf_counter()
     try:

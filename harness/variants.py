@@ -3,6 +3,11 @@ never averages runs with different hyper-parameters into one row (``algo=dqo alg
 own row, next to plain ``dqo``)."""
 from __future__ import annotations
 
+import json
+import re
+
+from omegaconf import OmegaConf
+
 from harness.artifacts import config_hash
 
 #: overrides that never make a different variant: the seed is averaged over; the rest only say where
@@ -19,13 +24,22 @@ def _in_spec(spec: dict, dotted: str) -> bool:
     return True
 
 
-def variant_label(overrides: list[str], spec: dict) -> str:
-    """The overrides (``key=value``) whose key is part of this run's spec, sorted; '' for the defaults.
-    Group choices (``algo=dqo``) are not included: the row already names them."""
+def interpolated_keys(cfg, sections) -> set[str]:
+    """Dotted keys that the given config sections read through ``${...}`` interpolations (an online
+    algorithm's ``prompt_pool: ${bank.n_prompts}``): overriding one of them changes those sections."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    text = json.dumps({s: raw.get(s) for s in sections})
+    return set(re.findall(r"\$\{([\w.]+)\}", text))
+
+
+def variant_label(overrides: list[str], spec: dict, read_keys: set[str] = frozenset()) -> str:
+    """The overrides (``key=value``) whose key is part of this run's spec, or is read by it through an
+    interpolation (``read_keys``), sorted; '' for the defaults. Group choices (``algo=dqo``) are not
+    included: the row already names them."""
     keep = []
     for o in overrides:
         key, eq, _ = o.lstrip("+~").partition("=")
-        if eq and "." in key and key.split(".")[0] not in _IGNORED and _in_spec(spec, key):
+        if eq and "." in key and key.split(".")[0] not in _IGNORED and (_in_spec(spec, key) or key in read_keys):
             keep.append(o.lstrip("+~"))
     return " ".join(sorted(keep))
 

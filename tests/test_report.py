@@ -31,6 +31,20 @@ def test_variant_label_keeps_only_what_changes_the_run():
     assert variant_id(spec) == variant_id({**spec, "seed": 2}) != variant_id({**spec, "train": {"steps": 6}})
 
 
+def test_variant_label_includes_overrides_read_through_interpolation():
+    """`bank.n_prompts=500` changes an online run through `algo.prompt_pool: ${bank.n_prompts}`."""
+    from omegaconf import OmegaConf
+
+    from harness.variants import interpolated_keys
+
+    cfg = OmegaConf.create({"bank": {"n_prompts": 500, "k": 8}, "seed": 0,
+                            "algo": {"name": "grpo", "prompt_pool": "${bank.n_prompts}"}})
+    spec = {"algo": OmegaConf.to_container(cfg.algo, resolve=True), "seed": 0}
+    keys = interpolated_keys(cfg, spec)
+    assert keys == {"bank.n_prompts"}
+    assert variant_label(["algo=grpo", "bank.n_prompts=500", "bank.k=4"], spec, keys) == "bank.n_prompts=500"
+
+
 def test_report_writes_csv_markdown_and_plot_with_paired_delta(tmp_path):
     import json
 
