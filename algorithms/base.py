@@ -80,6 +80,8 @@ class OnlineAlgorithm(Algorithm):
     prompts) and ``budget.prompts`` / ``budget.gen_tokens`` (when to stop)."""
 
     online = True
+    #: fewest ``n_samples`` per prompt the algorithm can learn from
+    min_samples: int = 1
 
     @property
     def needs_ref(self) -> bool:

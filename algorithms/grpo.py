@@ -2,7 +2,7 @@
 
 ``n_samples`` completions per prompt from the live policy; each one's advantage is its outcome minus its
 group's mean, over the group's std (``scale_rewards``: group | batch | none); TRL's clipped token-level
-ratio with an optional k3 KL to π_ref (``beta``; 0, TRL's default, needs no π_ref copy) and its
+ratio with an optional k3 KL to π_ref (``beta``; 0, TRL's default, keeps no π_ref copy) and its
 ``loss_type`` aggregations. Equal to TRL 1.16 ``GRPOTrainer``'s loss on the same inputs
 (``tests/test_policy_gradient.py``); the maths is in ``algorithms/policy_gradient.py``.
 """
@@ -17,6 +17,8 @@ from harness.registry import register_algorithm
 
 @register_algorithm("grpo")
 class GRPO(OnlineAlgorithm):
+    min_samples = 2  # advantages are relative to the prompt's group
+
     @property
     def needs_ref(self):
         return float(self.cfg.get("beta", 0.0)) > 0

@@ -122,16 +122,10 @@ class VLLMEngine(Engine):
 
     def __init__(self, model_path: str, tokenizer, *, gpu_memory_utilization: float = 0.3, seed: int = 0,
                  max_model_len: int | None = None):
-        from harness.errors import UserError
-
-        if not torch.cuda.is_available():
-            raise UserError("generation.engine=vllm needs an NVIDIA GPU and none is visible; use generation.engine=hf")
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise UserError("generation.engine=vllm needs vLLM: pip install -e '.[gpu]' "
-                            "(or use generation.engine=hf)") from None
+        check_engine("vllm")
         import os
+
+        from vllm import LLM
 
         # colocated in this process: vLLM's external launcher reads the torch.distributed variables
         for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "localhost"),
@@ -168,13 +162,24 @@ class VLLMEngine(Engine):
         return result
 
 
+def check_engine(name: str) -> None:
+    """One line, before any work, when the engine cannot run here."""
+    import importlib.util
+
+    from harness.errors import UserError
+
+    if name not in ("hf", "vllm"):
+        raise UserError(f"unknown generation.engine {name!r}; valid: hf, vllm")
+    if name == "vllm" and not torch.cuda.is_available():
+        raise UserError("generation.engine=vllm needs an NVIDIA GPU and none is visible; use generation.engine=hf")
+    if name == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UserError("generation.engine=vllm needs vLLM: pip install -e '.[gpu]' (or use generation.engine=hf)")
+
+
 def make_engine(name: str, model, tokenizer, *, batch_size: int = 256, model_path: str | None = None,
                 gpu_memory_utilization: float = 0.3) -> Engine:
     """``hf`` samples from ``model`` itself; ``vllm`` loads ``model_path`` (π_ref) into its own engine."""
-    from harness.errors import UserError
-
+    check_engine(name)
     if name == "hf":
         return HFEngine(model, tokenizer, batch_size=batch_size)
-    if name == "vllm":
-        return VLLMEngine(model_path or model.name_or_path, tokenizer, gpu_memory_utilization=gpu_memory_utilization)
-    raise UserError(f"unknown generation.engine {name!r}; valid: hf, vllm")
+    return VLLMEngine(model_path or model.name_or_path, tokenizer, gpu_memory_utilization=gpu_memory_utilization)

@@ -53,8 +53,8 @@ def online_plan(algo, batch_size: int) -> dict:
     pool = whole("prompt_pool", c.get("prompt_pool"))
     prompts = whole("budget.prompts", budget.get("prompts"))
     cap = None if budget.get("gen_tokens") is None else whole("budget.gen_tokens", budget["gen_tokens"])
-    if g < 2 and algo.name == "grpo":
-        raise UserError("algo.n_samples must be >= 2 for grpo: its advantages are relative to the prompt's group")
+    if g < algo.min_samples:
+        raise UserError(f"algo.n_samples={g}: {algo.name} needs at least {algo.min_samples} samples per prompt")
     sizes = [min(per_iter, prompts - i) for i in range(0, prompts, per_iter)]  # prompts per iteration
     return {"n_samples": g, "prompts_per_iter": per_iter, "epochs": epochs, "prompt_pool": pool,
             "budget_prompts": prompts, "iterations": len(sizes), "iteration_sizes": sizes,

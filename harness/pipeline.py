@@ -22,7 +22,7 @@ from harness.bank import build_bank, load_bank
 from harness.checks import check_config
 from harness.errors import UserError
 from harness.evaluation import evaluate
-from harness.generation import make_engine
+from harness.generation import check_engine, make_engine
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
 from harness.process_values import build_process_values, load_process_values, shaping
@@ -92,6 +92,7 @@ def run_job(cfg: DictConfig) -> dict:
     """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
     algo_cls = get_algorithm(cfg.algo.name)
     check_config(cfg)
+    check_engine(str(cfg.generation.engine))  # before the warm start, not after it
     if algo_cls.online:  # its options are checked before any work, too
         online_plan(_make_algo(cfg, algo_cls), int(cfg.train.batch_size))
     if cfg.include_reference and algo_cls.trains:

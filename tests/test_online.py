@@ -1,12 +1,12 @@
 """The online loop (PPO, GRPO): budgets, on-policy sampling and metered generation, as a user runs it."""
 import json
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from harness.errors import UserError
 from harness.online import online_plan, prompt_order
+from harness.registry import get_algorithm
 from tests.conftest import run_cli
 
 ONLINE = ["++algo.prompts_per_iter=8", "++algo.n_samples=4", "value_check.n_prompts=8"]
@@ -14,7 +14,7 @@ ONLINE = ["++algo.prompts_per_iter=8", "++algo.n_samples=4", "value_check.n_prom
 
 def algo(name="ppo", **cfg):
     base = {"n_samples": 4, "prompts_per_iter": 8, "epochs": 2, "prompt_pool": 24, "budget": {"prompts": 20}}
-    return SimpleNamespace(name=name, cfg={**base, **cfg})
+    return get_algorithm(name)(**{**base, **cfg})
 
 
 def test_plan_sees_exactly_the_budgeted_prompts():

@@ -45,3 +45,12 @@ def test_vllm_engine_logprobs_and_weight_sync(tmp_path):
     engine.load_weights(model)
     greedy_after = engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=12)
     assert [g[0].token_ids for g in greedy_before] != [g[0].token_ids for g in greedy_after]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
+def test_vllm_without_a_gpu_stops_before_any_work(tmp_path):
+    from tests.conftest import run_cli
+
+    res = run_cli(["algo=grpo", "generation.engine=vllm", f"results_dir={tmp_path}"])
+    assert res.returncode != 0 and "error: generation.engine=vllm needs an NVIDIA GPU" in res.stderr
+    assert not (tmp_path / "artifacts").exists()  # failed before the warm start, not after it
