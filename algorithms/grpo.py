@@ -4,41 +4,56 @@
 group's mean, over the group's std (``scale_rewards``: group | batch | none); TRL's clipped token-level
 ratio with an optional k3 KL to π_ref (``beta``; 0, TRL's default, keeps no π_ref copy) and its
 ``loss_type`` aggregations. Equal to TRL 1.16 ``GRPOTrainer``'s loss on the same inputs
-(``tests/test_policy_gradient.py``); the maths is in ``algorithms/policy_gradient.py``.
+(``tests/test_policy_gradient.py``); the maths is in ``algorithms/_policy_gradient.py``.
+Option names and defaults follow TRL 1.16's ``GRPOConfig``, except ``beta`` (see ``sweeps/algo/grpo.yaml``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
-from algorithms.base import OnlineAlgorithm
-from algorithms.policy_gradient import group_advantages, grpo_loss
+from algorithms._base import OnlineAlgorithm, OnlineOptions, per_example, per_token
+from algorithms._policy_gradient import TOKEN_LEVEL, group_advantages, grpo_loss
+from harness.options import option
 from harness.registry import register_algorithm
+
+
+@dataclass
+class GRPOOptions(OnlineOptions):
+    lr: float = option(1e-5, "policy learning rate", gt=0)
+    beta: float = option(0.04, "k3 KL to π_ref (0 keeps no π_ref copy)", ge=0)
+    epsilon: float = option(0.2, "clip range of the ratio (lower side)", gt=0, le=1)
+    epsilon_high: float | None = option(None, "upper side (null = epsilon; DAPO uses 0.28)", gt=0)
+    loss_type: Literal["dapo", "bnpo", "grpo", "dr_grpo"] = option(
+        "dapo", "dapo | bnpo: mean over the batch's tokens; grpo: per-sequence mean; dr_grpo: sum / (completions · "
+        "max_completion_length)")
+    scale_rewards: Literal["group", "batch", "none"] = option(
+        "group", "group: divide by the group's std | batch: by the batch's | none (Dr. GRPO)")
+    max_completion_length: int | None = option("${model.max_new_tokens}", "the constant of dr_grpo", ge=1)
 
 
 @register_algorithm("grpo")
 class GRPO(OnlineAlgorithm):
+    Options = GRPOOptions
     min_samples = 2  # advantages are relative to the prompt's group
+    sequence_fields = ("advantage",)
 
     @property
     def needs_ref(self):
-        return float(self.cfg.get("beta", 0.0)) > 0
-
-    @property
-    def normalize(self):
-        # grpo and dr_grpo average per sequence (dr_grpo over a fixed length); dapo/bnpo over the batch's tokens
-        return "token" if self.cfg.get("loss_type", "dapo") in ("dapo", "bnpo") else "sequence"
+        return self.opts.beta > 0
 
     def rollout_examples(self, seqs, group_size):
         rewards = torch.tensor([float(s["reward"]) for s in seqs])
-        adv = group_advantages(rewards, group_size, str(self.cfg.get("scale_rewards", "group")))
+        adv = group_advantages(rewards, group_size, self.opts.scale_rewards)
         for s, a in zip(seqs, adv.tolist()):
             s["advantage"] = a
         return [{"seq": s} for s in seqs]
 
-    def loss(self, batch):
-        s, c = batch["seq"], self.cfg
-        return grpo_loss(s["logps"], s["old_logps"], s["ref_logps"], s["advantage"], s["mask"],
-                         beta=float(c.get("beta", 0.0)), eps_low=float(c.get("epsilon", 0.2)),
-                         eps_high=float(c.get("epsilon_high") or c.get("epsilon", 0.2)),
-                         loss_type=str(c.get("loss_type", "dapo")),
-                         max_completion_length=c.get("max_completion_length"))
+    def loss(self, batch, stats):
+        s, o = batch["seq"], self.opts
+        values, metrics = grpo_loss(s["logps"], s["old_logps"], s["ref_logps"], s["advantage"], s["mask"],
+                                    beta=o.beta, eps_low=o.epsilon, eps_high=o.epsilon_high or o.epsilon,
+                                    loss_type=o.loss_type, max_completion_length=o.max_completion_length)
+        return {"policy": per_token(values) if o.loss_type in TOKEN_LEVEL else per_example(values)}, metrics

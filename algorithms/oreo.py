@@ -7,35 +7,46 @@ so the per-token KL is estimated without bias as E_ref[e^ℓ·ℓ − e^ℓ + 1]
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from algorithms.base import TrajectoryAlgorithm
+from algorithms._base import TrajectoryAlgorithm, ValueModelOptions, per_example
 from algorithms.dqo import dqo_loss
+from harness.options import option
 from harness.registry import register_algorithm
 
 
+@dataclass
+class OREOOptions(ValueModelOptions):
+    lr: float = option(1e-5, "policy learning rate", gt=0)
+    beta: float = option(0.1, "KL strength β in Q = β·ℓ + V", gt=0)
+    alpha: float = option(0.01, "weight of the KL(π‖π_ref) regulariser (OREO's default)", ge=0)
+
+
 def kl_to_ref_estimate(logps, ref_logps, mask):
-    """Per-sequence mean over real tokens of e^ℓ·ℓ − e^ℓ + 1, then batch mean (ℓ = log π_θ − log π_ref)."""
+    """Each sequence's mean over real tokens of e^ℓ·ℓ − e^ℓ + 1 (ℓ = log π_θ − log π_ref), ``[B]``."""
     ell = (logps - ref_logps) * mask
     ratio = torch.exp(ell)
     per_tok = (ratio * ell - ratio + 1) * mask
-    return (per_tok.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    return per_tok.sum(-1) / mask.sum(-1).clamp(min=1)
 
 
 def oreo_loss(logps, ref_logps, values, rewards, mask, *, beta, alpha=0.01):
-    """``(policy_loss, value_loss, metrics)``: DQO with λ = 1 and no importance weights, plus α·KL."""
+    """``(policy [B], value [B], metrics)``: DQO with λ = 1 and no importance weights, plus α·KL."""
     pol, val, metrics = dqo_loss(logps, ref_logps, values, rewards, mask, beta=beta, lam=1.0, is_clip=None)
     kl = kl_to_ref_estimate(logps, ref_logps, mask)
-    metrics["kl_to_ref"] = kl.item()
+    metrics["kl_to_ref"] = kl.mean().item()
     return pol + alpha * kl, val, metrics
 
 
 @register_algorithm("oreo")
 class OREO(TrajectoryAlgorithm):
+    Options = OREOOptions
     needs_value_model = True
 
-    def loss(self, batch):
-        s = batch["seq"]
+    def loss(self, batch, stats):
+        s, o = batch["seq"], self.opts
         pol, val, metrics = oreo_loss(s["logps"], s["ref_logps"], s["values"], s["token_rewards"], s["mask"],
-                                      beta=float(self.cfg.get("beta", 0.1)), alpha=float(self.cfg.get("alpha", 0.01)))
-        return pol + float(self.cfg.get("value_coef", 1.0)) * val, metrics
+                                      beta=o.beta, alpha=o.alpha)
+        return {"policy": per_example(pol), "value": per_example(o.value_coef * val)}, metrics

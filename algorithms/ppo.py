@@ -6,43 +6,56 @@ arXiv 1909.08593); GAE with γ = 1, λ = 0.95 (Schulman et al. 2016) from the cr
 the offline family, a copy of π_ref's trunk with a scalar head; advantages whitened over the rollout
 batch; clipped ratio and clipped value loss, ``epochs`` passes over the batch in mini-batches of
 ``train.batch_size``; optional early stop when the approximate KL to π_old passes ``target_kl``.
-The maths is in ``algorithms/policy_gradient.py``.
+Both losses are means over the batch's tokens. The maths is in ``algorithms/_policy_gradient.py``.
 """
 from __future__ import annotations
 
-from algorithms.base import OnlineAlgorithm
-from algorithms.policy_gradient import gae, kl_shaped_rewards, masked_whiten, ppo_policy_loss, ppo_value_loss
+from dataclasses import dataclass
+
+from algorithms._base import OnlineAlgorithm, OnlineOptions, ValueModelOptions, per_token
+from algorithms._policy_gradient import gae, kl_shaped_rewards, masked_whiten, ppo_policy_loss, ppo_value_loss
+from harness.options import option
 from harness.registry import register_algorithm
 from harness.sequences import collate
 
 
+@dataclass
+class PPOOptions(OnlineOptions, ValueModelOptions):
+    lr: float = option(3e-6, "policy learning rate", gt=0)
+    epochs: int = option(2, "passes over each rollout batch", ge=1)
+    beta_kl: float = option(0.05, "β_KL of the per-token penalty −β_KL·(log π_old − log π_ref)", ge=0)
+    gamma: float = option(1.0, "discount", ge=0, le=1)
+    gae_lambda: float = option(0.95, "λ of GAE", ge=0, le=1)
+    clip: float = option(0.2, "ε of the clipped ratio", gt=0)
+    value_clip: float = option(0.2, "the critic may move this far from its old values per rollout batch", gt=0)
+    whiten_advantages: bool = option(True, "normalise advantages over each rollout batch")
+    target_kl: float | None = option(None, "stop a rollout batch's epochs once the approximate KL to π_old "
+                                     "passes this (null = never)", gt=0)
+
+
 @register_algorithm("ppo")
 class PPO(OnlineAlgorithm):
+    Options = PPOOptions
     needs_value_model = True
-    normalize = "token"  # both losses are means over the batch's tokens
+    token_fields = ("advantages", "returns")
 
     def rollout_examples(self, seqs, group_size):
-        c = self.cfg
+        o = self.opts
         t = collate(seqs, pad_id=0)
-        rewards = kl_shaped_rewards(t["rewards"], t["old_logps"], t["ref_logps"], t["mask"],
-                                    float(c.get("beta_kl", 0.05)))
-        adv, ret = gae(rewards, t["old_values"], t["mask"], gamma=float(c.get("gamma", 1.0)),
-                       lam=float(c.get("gae_lambda", 0.95)))
-        if c.get("whiten_advantages", True):
+        rewards = kl_shaped_rewards(t["rewards"], t["old_logps"], t["ref_logps"], t["mask"], o.beta_kl)
+        adv, ret = gae(rewards, t["old_values"], t["mask"], gamma=o.gamma, lam=o.gae_lambda)
+        if o.whiten_advantages:
             adv = masked_whiten(adv, t["mask"])
         for i, s in enumerate(seqs):
             n = len(s["completion_ids"])
             s["advantages"], s["returns"] = adv[i, :n].tolist(), ret[i, :n].tolist()
         return [{"seq": s} for s in seqs]
 
-    def loss(self, batch):
-        s, c = batch["seq"], self.cfg
-        pol, pm = ppo_policy_loss(s["logps"], s["old_logps"], s["advantages"], s["mask"],
-                                  clip=float(c.get("clip", 0.2)))
-        val, vm = ppo_value_loss(s["values"], s["old_values"], s["returns"], s["mask"],
-                                 clip=float(c.get("value_clip", 0.2)))
-        return pol + float(c.get("value_coef", 1.0)) * val, {**pm, **vm}
+    def loss(self, batch, stats):
+        s, o = batch["seq"], self.opts
+        pol, pm = ppo_policy_loss(s["logps"], s["old_logps"], s["advantages"], s["mask"], clip=o.clip)
+        val, vm = ppo_value_loss(s["values"], s["old_values"], s["returns"], s["mask"], clip=o.value_clip)
+        return {"policy": per_token(pol), "value": per_token(o.value_coef * val)}, {**pm, **vm}
 
     def stop_epochs(self, record):
-        target = self.cfg.get("target_kl")
-        return target is not None and record.get("approx_kl", 0.0) > float(target)
+        return self.opts.target_kl is not None and record.get("approx_kl", 0.0) > self.opts.target_kl

@@ -1,13 +1,21 @@
 """``rft``: rejection-sampling fine-tuning (Yuan et al. 2023, arXiv 2308.01825): SFT on the bank's
-correct samples, each distinct completion of a prompt once."""
-from algorithms.base import Algorithm, token_nll
+correct samples, each distinct completion of a prompt once. Token-mean NLL."""
+from dataclasses import dataclass
+
+from algorithms._base import Algorithm, TrainedOptions, token_nll
+from harness.options import option
 from harness.registry import register_algorithm
+
+
+@dataclass
+class RFTOptions(TrainedOptions):
+    lr: float = option(3e-4, "policy learning rate", gt=0)
 
 
 @register_algorithm("rft")
 class RFT(Algorithm):
+    Options = RFTOptions
     needs_bank = True
-    normalize = "token"
 
     def build_examples(self, data, rng):
         out = []
@@ -20,5 +28,5 @@ class RFT(Algorithm):
                     out.append({"seq": s})
         return out
 
-    def loss(self, batch):
-        return token_nll(batch["seq"]["logps"], batch["seq"]["mask"])
+    def loss(self, batch, stats):
+        return token_nll(batch)

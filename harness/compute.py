@@ -1,4 +1,5 @@
-"""Compute accounting: analytic FLOPs from the model config, wall time, tokens and peak memory per stage.
+"""Compute accounting: analytic FLOPs from the model config, wall time, tokens and peak memory per stage,
+and the roll-up of a run's stages and consumed artifacts into its cost columns.
 
 FLOPs follow Kaplan et al. 2020 (arXiv 2001.08361, §2.1): a forward pass costs 2 FLOPs per
 matmul parameter per token plus attention (2·n_layer·n_ctx·d_attn for QKᵀ and again for AV);
@@ -130,5 +131,53 @@ class Meter:
             rec["wall_s"] += time.perf_counter() - t0
             rec["peak_mem_mb"] = peak_memory_mb()
 
-    def total(self, key: str) -> float:
-        return sum(s.get(key, 0) for s in self.stages.values())
+
+def mean_length(examples: list[dict], slots) -> float:
+    """Mean prompt + completion length of the sequences of ``examples`` (the attention context for FLOPs)."""
+    lens = [len(ex[s]["prompt_ids"]) + len(ex[s]["completion_ids"]) for ex in examples for s in slots]
+    return sum(lens) / max(len(lens), 1)
+
+
+def train_stage_flops(config, train_tokens: int, forward_tokens: int, mean_len: float, separate_value_model: bool) -> float:
+    """FLOPs of optimiser steps: forward + backward on ``train_tokens`` (twice with a value model of its own
+    trunk, which costs as much again) and a forward alone on ``forward_tokens`` (batch statistics)."""
+    return (2.0 if separate_value_model else 1.0) * train_flops(config, train_tokens, mean_len) \
+        + generate_flops(config, forward_tokens, mean_len)
+
+
+def run_cost(stages: dict[str, dict], used: dict[str, dict]) -> dict:
+    """A run's cost columns from its own stages (``Meter.stages``) and the shared artifacts it consumed
+    (``used``: warm start, bank, process values), each stage and artifact given its device time and MFU."""
+    for rec in [*stages.values(), *used.values()]:
+        util = utilisation(rec.get("flops", 0.0), rec.get("wall_s", 0.0))
+        rec.update(device_s=util["device_s"], flops_per_s=util["flops_per_s"], mfu=util["mfu"])
+    own = list(stages.values())
+    run_util = utilisation(sum(s["flops"] for s in own), sum(s["wall_s"] for s in own))
+
+    def data(key):
+        return sum(a.get(key, 0) for a in used.values())
+
+    data_device_s = data("wall_s") * n_devices()
+    return {
+        "wall_s": sum(s["wall_s"] for s in own),
+        "gen_tokens": sum(s["gen_tokens"] for s in own),
+        "train_tokens": sum(s["train_tokens"] for s in own),
+        "flops": sum(s["flops"] for s in own),
+        "peak_mem_mb": max(s.get("peak_mem_mb", 0.0) for s in own),
+        "data_wall_s": data("wall_s"),
+        "data_gen_tokens": data("gen_tokens"),
+        "data_train_tokens": data("train_tokens"),
+        "data_flops": data("flops"),
+        # sampled to make the training signal (bank, process values, or live rollouts); not evaluation
+        "train_gen_tokens": sum(a.get("gen_tokens", 0) for k, a in used.items() if k != "warm_start")
+        + stages.get("rollout", {}).get("gen_tokens", 0),
+        "device_s": run_util["device_s"],
+        "data_device_s": data_device_s,
+        # everything spent once π_ref exists (own stages, bank, process values): what a gain is bought with
+        "post_ref_device_s": run_util["device_s"] + data_device_s
+        - used.get("warm_start", {}).get("wall_s", 0.0) * n_devices(),
+        "mfu": run_util["mfu"],
+        "train_mfu": stages.get("train", {}).get("mfu"),
+        "peak_flops": run_util["peak_flops"],
+        "peak_flops_source": run_util["peak_source"],
+    }

@@ -4,7 +4,7 @@
 logs the throughput. Workers are started with ``spawn`` (never ``fork``: the parent may hold torch and
 tokenizer threads) and rebuild the task as ``type(task)(**task.cfg)`` — graders need no data, so the
 splits are not shipped. Each worker grades in its main thread, where the per-item SIGALRM timer of
-tasks/grading.py works. If the pool cannot be used (a task class not importable by name, say), the
+tasks/_grading.py works. If the pool cannot be used (a task class not importable by name, say), the
 items are graded in this process instead, with a warning.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-log = logging.getLogger("dqo")
+log = logging.getLogger("dqo_bench")
 
 #: below this many items a pool costs more to start (~1-2 s per worker: importing sympy) than it saves
 MIN_PARALLEL = 1000

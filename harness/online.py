@@ -1,4 +1,4 @@
-"""The online loop (DESIGN.md §3, §4): sample from the live policy, grade, score, then optimise — PPO, GRPO.
+"""The online loop (docs/design.md §3, §4): sample from the live policy, grade, score, then optimise — PPO, GRPO.
 
 Each iteration takes the next ``prompts_per_iter`` prompts of a seeded order over the prompt pool (the
 bank's RL prompts, cycled), samples ``n_samples`` completions each from the current policy at T = 1,
@@ -26,39 +26,24 @@ from harness import compute
 from harness.errors import UserError
 from harness.grade_parallel import grade_many
 from harness.sequences import collate, completion_logps
+from harness.compute import mean_length, train_stage_flops
 from harness.training import Learner, check_batch_sizes, log_step
 
-log = logging.getLogger("dqo")
+log = logging.getLogger("dqo_bench")
 LOG = "online_log.json"  # beside a checkpoint: the history and rollout log up to it
 
 
 def online_plan(algo, batch_size: int) -> dict:
-    """Iterations and optimiser steps implied by the algorithm's options (checked, with one-line errors).
+    """Iterations and optimiser steps implied by the algorithm's options (typed and bounded by its ``Options``).
     ``budget.prompts`` are seen exactly: the last iteration may take fewer than ``prompts_per_iter``."""
-    c = algo.cfg
-
-    def whole(key, value):
-        try:
-            ok = value is not None and float(value) >= 1 and int(value) == float(value)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise UserError(f"algo.{key}={value!r}: must be a whole number >= 1")
-        return int(value)
-
-    budget = dict(c.get("budget") or {})
-    g = whole("n_samples", c.get("n_samples", 8))
-    per_iter = whole("prompts_per_iter", c.get("prompts_per_iter", 32))
-    epochs = whole("epochs", c.get("epochs", 1))
-    pool = whole("prompt_pool", c.get("prompt_pool"))
-    prompts = whole("budget.prompts", budget.get("prompts"))
-    cap = None if budget.get("gen_tokens") is None else whole("budget.gen_tokens", budget["gen_tokens"])
+    o = algo.opts
+    g, per_iter, prompts = o.n_samples, o.prompts_per_iter, o.budget.prompts
     if g < algo.min_samples:
         raise UserError(f"algo.n_samples={g}: {algo.name} needs at least {algo.min_samples} samples per prompt")
     sizes = [min(per_iter, prompts - i) for i in range(0, prompts, per_iter)]  # prompts per iteration
-    return {"n_samples": g, "prompts_per_iter": per_iter, "epochs": epochs, "prompt_pool": pool,
+    return {"n_samples": g, "prompts_per_iter": per_iter, "epochs": o.epochs, "prompt_pool": o.prompt_pool,
             "budget_prompts": prompts, "iterations": len(sizes), "iteration_sizes": sizes,
-            "steps": sum(epochs * math.ceil(n * g / batch_size) for n in sizes), "gen_token_cap": cap}
+            "steps": sum(o.epochs * math.ceil(n * g / batch_size) for n in sizes), "gen_token_cap": o.budget.gen_tokens}
 
 
 def prompt_order(n_pool: int, n_needed: int, seed: int) -> list[int]:
@@ -77,13 +62,13 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
     plan = online_plan(algo, int(cfg.train.batch_size))
     bsz = int(cfg.train.batch_size)
     check_batch_sizes(plan["steps"], bsz, int(cfg.train.micro_batch_size or bsz))
-    pool = prompts[: plan["prompt_pool"]]
+    pool = [p for p in prompts[: plan["prompt_pool"]] if algo.keep_prompt(p["id"])]
     if not pool:
         raise UserError(f"{algo.name}: no RL prompts to sample from; raise algo.prompt_pool or task.n_train")
     g, per_iter = plan["n_samples"], plan["prompts_per_iter"]
     order = prompt_order(len(pool), plan["budget_prompts"], seed)
-    learner = Learner(model, algo, cfg.train, lr=algo.lr, steps=plan["steps"], seed=seed, pad_id=pad_id,
-                      accelerator=accelerator, value_model=value_model, value_lr=algo.cfg.get("value_lr"))
+    learner = Learner(model, algo, cfg.train, steps=plan["steps"], seed=seed, pad_id=pad_id,
+                      accelerator=accelerator, value_model=value_model)
     # A checkpoint is taken at an iteration boundary; what follows it is a pure function of the seed.
     start = learner.resume(ckpt_dir)
     saved = json.loads((ckpt_dir / LOG).read_text()) if start and (ckpt_dir / LOG).exists() else {}
@@ -108,7 +93,7 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
             st.update(gen_tokens=st["gen_tokens"] + info["gen_tokens"], flops=st["flops"] + info["flops"])
             info.update(iteration=it + 1, step=step, rollout_s=time.perf_counter() - t0)
         with meter.stage("train") as st:
-            tokens0 = learner.tokens
+            tokens0, fwd0 = learner.tokens, learner.forward_tokens
             stopped = False
             for epoch in range(plan["epochs"]):
                 idx = list(range(len(examples)))
@@ -125,7 +110,9 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
                     stopped = algo.stop_epochs(rec)
             trained = learner.tokens - tokens0
             st.update(train_tokens=st["train_tokens"] + trained,
-                      flops=st["flops"] + _train_flops(model.config, trained, examples, learner))
+                      flops=st["flops"] + train_stage_flops(model.config, trained, learner.forward_tokens - fwd0,
+                                                            mean_length(examples, algo.slots),
+                                                            learner.value_model is not None and not learner.shared_trunk))
         rollouts.append(info)
         bar.update(step - bar.n)
         bar.set_postfix(reward=f"{info['reward_mean']:.3f}", gen_tok=gen_tokens)
@@ -142,7 +129,8 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
             break
     bar.close()
     return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
-            "value_model": learner.critic, "rollouts": rollouts, "plan": plan, "gen_tokens": gen_tokens}
+            "forward_tokens": learner.forward_tokens, "value_model": learner.critic, "rollouts": rollouts,
+            "plan": plan, "gen_tokens": gen_tokens}
 
 
 @torch.no_grad()
@@ -164,9 +152,9 @@ def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_
         chunk = seqs[i:i + 64]
         t = collate(chunk, pad_id, device)
         with learner.evaluating():
-            logps, values = learner.forward(t, policy=need_policy, values=need_values)
+            logps, values, _ = learner.forward(t, policy=need_policy, values=need_values)
         with learner.accelerator.autocast():
-            ref = completion_logps(ref_model, t) if algo.needs_ref else None
+            ref = completion_logps(ref_model, t)[0] if algo.needs_ref else None
         for row, s in enumerate(chunk):
             n = len(s["completion_ids"])
             for key, x in (("old_logps", logps), ("old_values", values), ("ref_logps", ref)):
@@ -180,9 +168,3 @@ def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_
                   "reward_mean": sum(rewards) / len(rewards),
                   "frac_prompts_mixed": sum(0 < sum(p) < len(p) for p in per_prompt) / len(per_prompt),
                   "mean_len": gen / len(seqs)}
-
-
-def _train_flops(config, tokens, examples, learner) -> float:
-    mean_len = sum(len(e["seq"]["prompt_ids"]) + len(e["seq"]["completion_ids"]) for e in examples) / len(examples)
-    factor = 2.0 if learner.value_model is not None and not learner.shared_trunk else 1.0
-    return factor * compute.train_flops(config, tokens, mean_len)

@@ -1,8 +1,9 @@
 """Name -> plug-in registry for algorithms and tasks.
 
 A plug-in is a module named after itself (``algorithms/dpo.py`` registers ``dpo``) whose class is
-decorated with ``@register_algorithm("dpo")``. Modules are imported only when their name is asked
-for, so ``algo=dpo`` never imports what ``algo=ppo`` would (vLLM, say).
+decorated with ``@register_algorithm("dpo")``. Modules whose name starts with ``_`` hold shared helpers,
+not plug-ins. Modules are imported only when their name is asked for, so ``algo=dpo`` never imports
+what ``algo=ppo`` would (vLLM, say).
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from harness.errors import UserError
 
 _REGISTRIES: dict[str, dict[str, type]] = {"algorithm": {}, "task": {}}
 _PACKAGES = {"algorithm": "algorithms", "task": "tasks"}
-# Modules in a plug-in package that hold shared helpers, not plug-ins.
-_NOT_PLUGINS = {"base", "grading", "common", "prompts", "loaders", "policy_gradient"}
+#: the plug-in that evaluates π_ref as it is: the row every algorithm is read against
+REFERENCE = "reference"
 
 
 def _register(kind: str, name: str):
@@ -43,7 +44,7 @@ def available(kind: str) -> list[str]:
     """Names of the plug-ins of a kind, found from module names without importing them."""
     pkg = importlib.import_module(_PACKAGES[kind])
     names = {m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")}
-    return sorted((names - _NOT_PLUGINS) | set(_REGISTRIES[kind]))
+    return sorted(names | set(_REGISTRIES[kind]))
 
 
 def get(kind: str, name: str) -> type:

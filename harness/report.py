@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.records import atomic_write
+from harness.registry import REFERENCE
 from harness.report_views import markdown, plot
 from harness.stats import bootstrap_ci, paired_bootstrap
 
@@ -59,7 +60,7 @@ def _matrix(run_ids, scores) -> pd.DataFrame:
 
 
 def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
-                baseline: str = "reference") -> pd.DataFrame:
+                baseline: str = REFERENCE) -> pd.DataFrame:
     """Per (task, model, algo, variant): mean accuracy over the seeds' finished runs; costs are means per
     run. Runs of one algorithm with different hyper-parameters are different variants, never averaged.
     With per-item ``scores``: a 95% CI (bootstrap over seeds and items) and the paired difference from
@@ -90,7 +91,7 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     _paired_with_baseline(board, mats, baseline)
     _gain_per_device_hour(board)
     # The reference row first in each (task, model) block, then the best accuracy.
-    board["_ref"] = board.algo != "reference"
+    board["_ref"] = board.algo != REFERENCE
     board = board.sort_values(["task", "model", "_ref", "accuracy", "variant"],
                               ascending=[True, True, True, False, True], na_position="last")
     return board.drop(columns="_ref").reset_index(drop=True)
@@ -132,13 +133,13 @@ def _gain_per_device_hour(board: pd.DataFrame) -> None:
     existed (the run's own stages plus its bank and process values)."""
     for _, block in board.groupby(["task", "model"]):
         for i in block.index:
-            ref = matching_row(block, i, "reference")
+            ref = matching_row(block, i, REFERENCE)
             hours = block.post_ref_device_s[i] / 3600
             if ref is not None and hours > 0:
                 board.loc[i, "gain_per_device_hour"] = 100 * (block.accuracy[i] - block.accuracy[ref]) / hours
 
 
-def write_reports(results_dir: str | Path, baseline: str = "reference") -> dict[str, Path]:
+def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[str, Path]:
     results_dir = Path(results_dir)
     runs = collect_runs(results_dir)
     paths = {"runs": results_dir / "runs.csv", "leaderboard": results_dir / "leaderboard.csv",
@@ -154,7 +155,7 @@ def write_reports(results_dir: str | Path, baseline: str = "reference") -> dict[
 
 
 def main(argv: list[str]) -> int:
-    opts = {"results_dir": "results", "baseline": "reference"}
+    opts = {"results_dir": "results", "baseline": REFERENCE}
     for arg in argv:
         key, _, value = arg.partition("=")
         if key not in opts or not value:

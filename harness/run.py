@@ -7,6 +7,7 @@ from every run record under ``results_dir``.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -21,8 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import UserError
 
-log = logging.getLogger("dqo")
+log = logging.getLogger("dqo_bench")
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+# `${mul:${bank.n_prompts},8}` in a yaml: a budget that follows the bank's size (8 passes over its prompts)
+OmegaConf.register_new_resolver("mul", lambda *xs: math.prod(int(x) for x in xs), replace=True)
 _failed: list[str] = []
 _sweep = [False]
 
@@ -32,9 +35,11 @@ def config_choices(group: str) -> list[str]:
 
 
 def preflight(argv: list[str]) -> None:
-    """Check algo/task/model names before Hydra starts, so a typo costs one line, not a traceback."""
+    """Check algo/task/model names, and the ``algo.`` keys against every chosen algorithm's options, before
+    Hydra starts, so a typo costs one line, not a traceback (nor a silently ignored ``++algo.x=``)."""
     from harness.registry import available
 
+    algos = [default_choice("algo")]
     for arg in argv:
         key, eq, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -47,6 +52,27 @@ def preflight(argv: list[str]) -> None:
         for name in value.split(","):
             if name and name not in valid:
                 raise UserError(f"unknown {key} {name!r}; valid: {', '.join(valid)}")
+        if key == "algo":
+            algos = [n for n in value.split(",") if n]
+    keys = [a.partition("=")[0].lstrip("+~")[len("algo."):] for a in argv if a.lstrip("+~").startswith("algo.")]
+    if keys:
+        from harness.options import check_key
+        from harness.registry import get_algorithm
+
+        for name in algos:
+            for key in keys:
+                if key != "name":
+                    check_key(get_algorithm(name).Options, key, "algo", name if len(algos) > 1 else "")
+
+
+def default_choice(group: str) -> str:
+    """The config group's default in ``config.yaml`` (``algo: dqo``)."""
+    import yaml
+
+    for item in yaml.safe_load((SWEEPS / "config.yaml").read_text())["defaults"]:
+        if isinstance(item, dict) and group in item:
+            return item[group]
+    raise KeyError(group)
 
 
 def _setup_logging() -> None:

@@ -1,24 +1,30 @@
 """Prompt+completion sequences as padded tensors, and per-token log-probs of the completion.
 
 A *sequence* is a dict with ``prompt_ids`` and ``completion_ids`` (lists of ints) and optionally
-``ref_logps`` (one float per completion token) and ``reward``. Completion tensors are ``[B, T]``,
-right-padded, with ``mask`` 1 on real tokens: the layout every loss in ``algorithms/`` takes.
-Online algorithms' rollouts may also carry the per-token ``TOKEN_EXTRAS`` and per-sequence
-``SEQ_EXTRAS`` below; ``collate`` passes those on as tensors when every sequence has them.
+``ref_logps`` (one float per completion token), ``reward`` and ``shaping`` (per-token process-value
+shaping). Completion tensors are ``[B, T]``, right-padded, with ``mask`` 1 on real tokens: the layout
+every loss in ``algorithms/`` takes. Rollouts of the online loop also carry ``ROLLOUT_FIELDS``; the
+fields a plug-in adds are the ones it declares (``token_fields``, ``sequence_fields``).
 """
 from __future__ import annotations
 
 import torch
-from trl.trainer.utils import selective_log_softmax
+from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
-#: per-token fields of online rollouts (π_old's log-probs, the critic's values, advantages, returns)
-TOKEN_EXTRAS = ("old_logps", "old_values", "advantages", "returns")
-#: per-sequence fields of online rollouts (GRPO's group-normalised advantage)
-SEQ_EXTRAS = ("advantage",)
+#: per-token fields the online loop gives every rollout (π_old's log-probs; the critic's values)
+ROLLOUT_FIELDS = ("old_logps", "old_values")
+
+#: extra per-token model outputs a plug-in may ask for (``outputs``), each from the logits ``[B, T, V]``
+#: that predict the completion tokens
+MODEL_OUTPUTS = {
+    "logsumexp": lambda logits: torch.logsumexp(logits, dim=-1),  # log Σ_a exp logit(s_h, a)
+    "entropy": entropy_from_logits,  # H(π(·|s_h))
+}
 
 
-def collate(seqs: list[dict], pad_id: int, device=None) -> dict[str, torch.Tensor]:
-    """Right-padded model inputs plus completion-aligned tensors for a list of sequences."""
+def collate(seqs: list[dict], pad_id: int, device=None, token_fields=(), sequence_fields=()) -> dict[str, torch.Tensor]:
+    """Right-padded model inputs plus completion-aligned tensors for a list of sequences; the rollout fields
+    and the given ``token_fields`` / ``sequence_fields`` when every sequence has them."""
     full = [s["prompt_ids"] + s["completion_ids"] for s in seqs]
     width = max(map(len, full))
     tmax = max(len(s["completion_ids"]) for s in seqs)
@@ -47,27 +53,31 @@ def collate(seqs: list[dict], pad_id: int, device=None) -> dict[str, torch.Tenso
         "completion_ids": completion_ids, "mask": mask, "ref_logps": ref,
         "rewards": torch.tensor([float(s.get("reward", 0.0)) for s in seqs]), "token_rewards": token_rewards,
     }
-    for key in TOKEN_EXTRAS:
+    for key in (*ROLLOUT_FIELDS, *token_fields):
         if all(key in s for s in seqs):
             out[key] = torch.zeros((len(seqs), tmax))
             for i, s in enumerate(seqs):
                 out[key][i, : len(s[key])] = torch.tensor(s[key], dtype=torch.float32)
-    for key in SEQ_EXTRAS:
+    for key in sequence_fields:
         if all(key in s for s in seqs):
             out[key] = torch.tensor([float(s[key]) for s in seqs])
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
 
-def completion_logps(model, batch: dict[str, torch.Tensor], return_hidden: bool = False):
-    """log π(a_h | s_h) for every completion token, ``[B, T]`` (zero where ``mask`` is 0); with
-    ``return_hidden`` also the last hidden states ``[B, L, D]`` (for a value head on the policy's trunk)."""
+def completion_logps(model, batch: dict[str, torch.Tensor], outputs=(), return_hidden: bool = False):
+    """``(logps, extra)``: log π(a_h | s_h) for every completion token, ``[B, T]`` (zero where ``mask`` is 0),
+    and a dict with the named ``outputs`` (``MODEL_OUTPUTS``, ``[B, T]``) and, with ``return_hidden``, the
+    last hidden states ``[B, L, D]`` under ``"hidden"`` (for a value head on the policy's trunk)."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 output_hidden_states=return_hidden)
     logits = out.logits
     idx = batch["pred_pos"].unsqueeze(-1).expand(-1, -1, logits.size(-1))
     picked = logits.gather(1, idx).float()  # [B, T, V]: only the rows that predict completion tokens
     logps = selective_log_softmax(picked, batch["completion_ids"]) * batch["mask"]
-    return (logps, out.hidden_states[-1]) if return_hidden else logps
+    extra = {name: MODEL_OUTPUTS[name](picked) * batch["mask"] for name in outputs}
+    if return_hidden:
+        extra["hidden"] = out.hidden_states[-1]
+    return logps, extra
 
 
 @torch.no_grad()
@@ -81,7 +91,7 @@ def fill_ref_logps(model, examples: list[dict], slots, pad_id: int, device=None,
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
         t = collate(chunk, pad_id, device)
-        lp = completion_logps(model, t)
+        lp, _ = completion_logps(model, t)
         tokens += int(t["attention_mask"].sum())
         for row, seq in enumerate(chunk):
             seq["ref_logps"] = lp[row, : len(seq["completion_ids"])].tolist()

@@ -1,4 +1,4 @@
-"""The shared training loop (DESIGN.md §3): one code path for every algorithm.
+"""The shared training loop (docs/design.md §3): one code path for every algorithm.
 
 Optimiser, LR schedule with warm-up, gradient accumulation, clipping, precision, checkpoints and
 logging live here and nowhere else, so leaderboard differences come from the losses alone.
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from harness.errors import UserError
-from harness.sequences import SEQ_EXTRAS, TOKEN_EXTRAS, collate, completion_logps
+from harness.sequences import collate, completion_logps
 from harness.value_model import ValueHead, gather_values
 
 log = logging.getLogger(__name__)
@@ -49,28 +49,29 @@ class Learner:
     """The policy (and value model) with their optimisers and schedules: ``step(batch)`` is one optimiser
     step of ``algo.loss`` on a list of examples, identical for offline and online algorithms.
 
-    ``cfg``: micro_batch_size, warmup_ratio, lr_schedule, max_grad_norm, weight_decay. ``value_model``: a
-    ``ValueModel`` (its own trunk) or a ``ValueHead`` (on the policy's trunk), trained with its own
-    optimiser at ``value_lr``; its values reach the loss as ``batch[slot]["values"]``.
+    ``cfg``: micro_batch_size, warmup_ratio, lr_schedule, max_grad_norm, weight_decay. The learning rate is
+    the plug-in's ``lr``. ``value_model``: a ``ValueModel`` (its own trunk) or a ``ValueHead`` (on the
+    policy's trunk), trained with its own optimiser at the plug-in's ``value_lr``; its values reach the loss
+    as ``batch[slot]["values"]``.
     """
 
-    def __init__(self, model, algo, cfg, *, lr: float, steps: int, seed: int, pad_id: int, accelerator,
-                 value_model=None, value_lr: float | None = None):
-        self.algo, self.cfg, self.lr, self.pad_id, self.accelerator = algo, cfg, lr, pad_id, accelerator
+    def __init__(self, model, algo, cfg, *, steps: int, seed: int, pad_id: int, accelerator, value_model=None):
+        self.algo, self.cfg, self.lr, self.pad_id, self.accelerator = algo, cfg, algo.lr, pad_id, accelerator
         self.micro_batch_size = int(cfg.micro_batch_size or 0)
         torch.manual_seed(seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer, scheduler = _optimizer(self.params, lr, cfg, steps)
+        optimizer, scheduler = _optimizer(self.params, self.lr, cfg, steps)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.model.train()
         self.value_model = value_model
         self.shared_trunk = value_model is not None and isinstance(value_model, ValueHead)
         if value_model is not None:
             self.v_params = [p for p in value_model.parameters() if p.requires_grad]
-            v_opt, v_sched = _optimizer(self.v_params, float(value_lr or lr), cfg, steps)
+            v_opt, v_sched = _optimizer(self.v_params, algo.opts.value_lr, cfg, steps)
             self.value_model, self.v_opt, self.v_sched = accelerator.prepare(value_model, v_opt, v_sched)
             self.value_model.train()
         self.tokens = 0  # tokens through forward + backward so far
+        self.forward_tokens = 0  # tokens through a forward pass alone (batch statistics of a split batch)
 
     @property
     def policy(self):
@@ -81,17 +82,21 @@ class Learner:
         return None if self.value_model is None else self.accelerator.unwrap_model(self.value_model)
 
     def forward(self, t: dict[str, torch.Tensor], policy: bool = True, values: bool = True):
-        """``(logps, values)`` of a collated batch; either is None when not asked for or, for values, without
-        a value model (a head on the policy's trunk needs the policy's pass either way)."""
+        """``(logps, values, outputs)`` of a collated batch: the policy's log-probs (None when not asked for),
+        the value model's V(s_h) (None when not asked for or without a value model; a head on the policy's
+        trunk needs the policy's pass either way) and the plug-in's declared extra ``outputs``."""
         vm = self.value_model if values else None
+        outputs = self.algo.outputs if policy else ()
         with self.accelerator.autocast():
             if self.shared_trunk and vm is not None:
-                logps, hidden = completion_logps(self.model, t, return_hidden=True)
-                return (logps if policy else None), gather_values(vm(hidden), t["pred_pos"], t["mask"]).float()
-            logps = completion_logps(self.model, t) if policy else None
+                logps, extra = completion_logps(self.model, t, outputs, return_hidden=True)
+                v = gather_values(vm(extra.pop("hidden")), t["pred_pos"], t["mask"]).float()
+                return (logps if policy else None), v, extra
+            logps, extra = completion_logps(self.model, t, outputs) if policy else (None, {})
             if vm is None:
-                return logps, None
-            return logps, gather_values(vm(t["input_ids"], t["attention_mask"]), t["pred_pos"], t["mask"]).float()
+                return logps, None, extra
+            v = gather_values(vm(t["input_ids"], t["attention_mask"]), t["pred_pos"], t["mask"]).float()
+            return logps, v, extra
 
     @contextlib.contextmanager
     def evaluating(self):
@@ -112,33 +117,64 @@ class Learner:
         if self.value_model is not None:
             self.v_sched.step()
 
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        """Every slot of ``examples`` in one padded batch, slot after slot, with the plug-in's declared fields."""
+        seqs = [ex[s] for s in self.algo.slots for ex in examples]
+        return collate(seqs, self.pad_id, self.accelerator.device, self.algo.token_fields, self.algo.sequence_fields)
+
+    def slot_tensors(self, examples: list[dict], policy: bool = True, values: bool = True) -> dict[str, dict]:
+        """What ``loss`` reads: per slot, the completion tensors of one forward pass over ``examples``."""
+        t = self.collate(examples)
+        if torch.is_grad_enabled():
+            self.tokens += int(t["attention_mask"].sum())
+        else:
+            self.forward_tokens += int(t["attention_mask"].sum())
+        logps, v, extra = self.forward(t, policy=policy, values=values)
+        inputs = {"logps": logps, "values": v, **extra}
+        inputs |= {k: x for k, x in t.items() if k not in ("input_ids", "attention_mask", "pred_pos", "completion_ids")}
+        n = len(examples)
+        return {s: {k: x[j * n:(j + 1) * n] for k, x in inputs.items() if x is not None}
+                for j, s in enumerate(self.algo.slots)}
+
+    def statistics(self, micro: list[list[dict]], n_examples: int) -> dict[str, torch.Tensor]:
+        """The plug-in's batch statistics, averaged over every example of the optimiser batch (no gradient)."""
+        sums: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for m in micro:
+                values = self.algo.batch_statistics(self.slot_tensors(m, values=False))
+                for key in self.algo.statistics:
+                    sums[key] = sums.get(key, 0.0) + values[key].sum()
+        return {k: v / n_examples for k, v in sums.items()}
+
     def step(self, batch: list[dict], step: int) -> dict:
-        """One optimiser step on ``batch`` (``step`` counts from 1, for messages); returns its record."""
+        """One optimiser step on ``batch`` (``step`` counts from 1, for messages); returns its record.
+
+        The plug-in's terms are reduced here, over the whole batch: counts first, then each micro-batch's
+        share of the batch mean is back-propagated, so how the batch is split never changes the update."""
         algo, acc = self.algo, self.accelerator
         mbsz = self.micro_batch_size or len(batch)
         micro = [batch[i:i + mbsz] for i in range(0, len(batch), mbsz)]
-        n_tok = [sum(len(ex[s]["completion_ids"]) for ex in m for s in algo.slots) for m in micro]
-        loss_sum, metrics = 0.0, {}
-        for m, nt in zip(micro, n_tok):
-            # Weight = this micro-batch's share of what the loss averages over (examples or tokens).
-            w = nt / sum(n_tok) if algo.normalize == "token" else len(m) / len(batch)
-            t = collate([ex[s] for s in algo.slots for ex in m], self.pad_id, acc.device)
-            self.tokens += int(t["attention_mask"].sum())
-            logps, values = self.forward(t)
-            parts = {}
-            for j, s in enumerate(algo.slots):
-                sl = slice(j * len(m), (j + 1) * len(m))
-                parts[s] = {"logps": logps[sl], **{k: t[k][sl] for k in _LOSS_INPUTS if k in t}}
-                if values is not None:
-                    parts[s]["values"] = values[sl]
-            loss, mets = algo.loss(parts)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{algo.name}: non-finite loss ({loss.item()}) at step {step}; "
-                                         f"lower the learning rate (lr={self.lr:g}) or check the data")
-            acc.backward(loss * w)
-            loss_sum += loss.item() * w
-            for key, v in mets.items():
-                metrics[key] = metrics.get(key, 0.0) + v * w
+        counts = batch_counts(batch, algo.slots)
+        stats = {}
+        if algo.statistics and len(micro) > 1:
+            stats = self.statistics(micro, len(batch))
+        totals, metrics = {}, {}
+        for m in micro:
+            parts = self.slot_tensors(m)
+            if algo.statistics and len(micro) == 1:  # one micro-batch: the statistics come from this very pass
+                with torch.no_grad():
+                    stats = {k: algo.batch_statistics(parts)[k].mean() for k in algo.statistics}
+            terms, mets = algo.loss(parts, stats)
+            loss = 0.0
+            for name, share in reduce_terms(terms, parts, counts).items():
+                if not torch.isfinite(share):
+                    raise FloatingPointError(f"{algo.name}: non-finite loss term {name!r} ({share.item()}) at step "
+                                             f"{step}; lower the learning rate (lr={self.lr:g}) or check the data")
+                totals[name] = totals.get(name, 0.0) + share.item()
+                loss = loss + share
+            acc.backward(loss)
+            for key, v in mets.items():  # metrics: means over the micro-batches, weighted by their examples
+                metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(batch)
         max_norm = float(self.cfg.max_grad_norm or 0)
         gnorm = acc.clip_grad_norm_(self.params, max_norm) if max_norm else None
         self.optimizer.step()
@@ -150,7 +186,8 @@ class Learner:
             self.v_opt.step()
             self.v_sched.step()
             self.v_opt.zero_grad(set_to_none=True)
-        return {"step": step, "loss": loss_sum, "lr": self.scheduler.get_last_lr()[0],
+        return {"step": step, "loss": sum(totals.values()), **{f"{k}_loss": v for k, v in totals.items()},
+                "lr": self.scheduler.get_last_lr()[0],
                 "grad_norm": float(gnorm) if gnorm is not None else math.nan, **metrics}
 
     def checkpoint(self, ckpt_dir: Path | None, step: int) -> None:
@@ -168,8 +205,22 @@ class Learner:
         return step
 
 
-#: collated tensors every loss may read, besides the policy's log-probs and the values
-_LOSS_INPUTS = ("ref_logps", "mask", "rewards", "token_rewards") + TOKEN_EXTRAS + SEQ_EXTRAS
+def batch_counts(batch: list[dict], slots) -> dict:
+    """What the plug-in's terms are averaged over: the batch's examples, and its real completion tokens per slot."""
+    return {"examples": len(batch), "tokens": {s: sum(len(ex[s]["completion_ids"]) for ex in batch) for s in slots}}
+
+
+def reduce_terms(terms: dict, parts: dict, counts: dict) -> dict[str, torch.Tensor]:
+    """Each term's share of its mean over the optimiser batch, from one micro-batch: per-example terms are
+    summed and divided by the batch's examples, per-token terms summed over their slot's real tokens and
+    divided by the batch's tokens of that slot (``batch_counts``)."""
+    out = {}
+    for name, term in terms.items():
+        if term.slot is None:
+            out[name] = term.values.sum() / counts["examples"]
+        else:
+            out[name] = (term.values * parts[term.slot]["mask"]).sum() / max(counts["tokens"][term.slot], 1)
+    return out
 
 
 def check_batch_sizes(steps: int, bsz: int, mbsz: int) -> None:
@@ -178,18 +229,18 @@ def check_batch_sizes(steps: int, bsz: int, mbsz: int) -> None:
                         f"(got {steps}, {bsz}, {mbsz})")
 
 
-def train(model, algo, examples: list[dict], cfg, *, lr: float, seed: int, pad_id: int, accelerator,
-          ckpt_dir: Path | None = None, desc: str = "train", value_model=None, value_lr: float | None = None) -> dict:
+def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, accelerator,
+          ckpt_dir: Path | None = None, desc: str = "train", value_model=None) -> dict:
     """Run ``cfg.steps`` optimiser steps of ``algo.loss`` on ``examples`` (offline algorithms); returns the
-    trained model(s), the history and the trained-token count. ``cfg`` as ``Learner``'s, plus steps,
-    batch_size, checkpoint_every and log_every."""
+    trained model(s), the history and the token counts. ``cfg`` as ``Learner``'s, plus steps, batch_size,
+    checkpoint_every and log_every."""
     if not examples:
         raise UserError(f"{algo.name}: no training examples (for bank algorithms: no prompt with the samples "
                         f"it needs; raise bank.k or bank.n_prompts)")
     steps, bsz = int(cfg.steps), int(cfg.batch_size)
     check_batch_sizes(steps, bsz, int(cfg.micro_batch_size or bsz))
-    learner = Learner(model, algo, cfg, lr=lr, steps=steps, seed=seed, pad_id=pad_id, accelerator=accelerator,
-                      value_model=value_model, value_lr=value_lr)
+    learner = Learner(model, algo, cfg, steps=steps, seed=seed, pad_id=pad_id, accelerator=accelerator,
+                      value_model=value_model)
     start = learner.resume(ckpt_dir)
     history = []
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
@@ -205,8 +256,8 @@ def train(model, algo, examples: list[dict], cfg, *, lr: float, seed: int, pad_i
         if cfg.checkpoint_every and step % int(cfg.checkpoint_every) == 0 and step < steps:
             learner.checkpoint(ckpt_dir, step)
     bar.close()
-    return {"model": learner.policy, "history": history, "train_tokens": learner.tokens, "steps": steps - start,
-            "value_model": learner.critic}
+    return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
+            "forward_tokens": learner.forward_tokens, "steps": steps - start, "value_model": learner.critic}
 
 
 def log_step(cfg, desc: str, rec: dict, steps: int) -> None:

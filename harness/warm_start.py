@@ -1,4 +1,6 @@
-"""Warm start (DESIGN.md §1, §10): π_ref = SFT on the task's demonstration split, a cached artifact.
+"""Warm start (docs/design.md §1, §10): π_ref = SFT on the task's demonstration split, a cached artifact.
+
+The training is the plug-in that ``warm_start.algo`` names, on the demonstrations, at ``warm_start.lr``.
 
 For ``tiny`` the tokenizer is trained and the model built here; a hub or local model is loaded and,
 when ``warm_start.steps`` is 0, used as π_ref as it is (no artifact).
@@ -6,13 +8,15 @@ when ``warm_start.steps`` is 0, used as π_ref as it is (no artifact).
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from algorithms.sft import SFT
+from algorithms._base import TrainData
 from harness import compute
 from harness.models import build_tiny_model, count_parameters, load_model, load_tokenizer, train_tiny_tokenizer
+from harness.registry import get_algorithm
 from harness.training import train
 
 log = logging.getLogger(__name__)
@@ -56,14 +60,13 @@ def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out
              m.name_or_path or "tiny (from scratch)", count_parameters(model) / 1e6, cfg.warm_start.steps, len(demo))
     meta = {"train_tokens": 0, "flops": 0.0}
     if int(cfg.warm_start.steps) > 0:
-        seqs = encode_demo(tok, task, demo)
-        res = train(model, SFT(lr=cfg.warm_start.lr), [{"seq": s} for s in seqs],
-                    OmegaConf.create(_sft_train_cfg(cfg)), lr=float(cfg.warm_start.lr), seed=int(cfg.warm_start.seed),
-                    pad_id=tok.pad_token_id, accelerator=accelerator, desc="warm start (SFT)")
+        algo = get_algorithm(cfg.warm_start.algo)(lr=cfg.warm_start.lr)
+        examples = algo.build_examples(TrainData(demo=encode_demo(tok, task, demo)), random.Random(int(cfg.warm_start.seed)))
+        res = train(model, algo, examples, OmegaConf.create(_sft_train_cfg(cfg)), seed=int(cfg.warm_start.seed),
+                    pad_id=tok.pad_token_id, accelerator=accelerator, desc=f"warm start ({algo.name})")
         model = res["model"]
-        mean_len = sum(len(s["prompt_ids"]) + len(s["completion_ids"]) for s in seqs) / len(seqs)
         meta = {"train_tokens": res["train_tokens"], "final_loss": res["history"][-1]["loss"],
-                "flops": compute.train_flops(model.config, res["train_tokens"], mean_len)}
+                "flops": compute.train_flops(model.config, res["train_tokens"], compute.mean_length(examples, algo.slots))}
     model.save_pretrained(out)
     tok.save_pretrained(out)
     meta["n_params"] = count_parameters(model)

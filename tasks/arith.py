@@ -33,7 +33,7 @@ import random
 
 from harness.errors import UserError
 from harness.registry import register_task
-from tasks.base import Task
+from tasks._base import Task
 
 # (name, subject pronoun, object pronoun)
 _PEOPLE = [

@@ -6,14 +6,14 @@ Records: ``question``, ``answer`` (a worked solution whose last line is ``#### N
 
 Grading (DESIGN.md §5): the model's answer is the last ``#### N``, else the last ``\\boxed{}``, else
 "the answer is N", else the last number; commas, ``$``, units and a trailing ``.`` are ignored and the
-values are compared as numbers (tasks/grading.py) — exact for integers and fractions.
+values are compared as numbers (tasks/_grading.py) — exact for integers and fractions.
 """
 from __future__ import annotations
 
 import re
 
 from harness.registry import register_task
-from tasks.common import DatasetTask
+from tasks._dataset import DatasetTask
 
 # Calculator annotations such as "<<48/2=24>>": the tool-use markup of the original release.
 _CALC = re.compile(r"<<[^<>]*>>")
@@ -34,6 +34,3 @@ class GSM8KTask(DatasetTask):
         text = example["answer"].strip()
         return _CALC.sub("", text) if self.cfg["strip_calculator"] else text
 
-    def split_steps(self, solution: str) -> list[tuple[int, int]]:
-        """One step per non-empty line (GSM8K solutions put one computation per line)."""
-        return super().split_steps(solution)

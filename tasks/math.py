@@ -8,7 +8,7 @@ like the release's folders; or ``task.data_dir`` with ``train.jsonl``/``test.jso
 Grading (DESIGN.md §5): the gold answer is the last ``\\boxed{}`` of the gold solution (nested braces,
 ``\\fbox``, ``\\boxed 5``); the model's likewise (else ``#### X`` or "the answer is X"). Equal when the
 Minerva-normalised strings match or math-verify finds them equivalent within ``timeout_s`` seconds
-(tasks/grading.py; the timer is a no-op off the main thread, where long answers are string-matched only).
+(tasks/_grading.py; the timer is a no-op off the main thread, where long answers are string-matched only).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.registry import register_task
-from tasks import loaders
-from tasks.common import DatasetTask
-from tasks.grading import extract_math_answer, last_boxed, math_answers_equal, split_sentences
+from tasks import _loaders as loaders
+from tasks._dataset import DatasetTask
+from tasks._grading import extract_math_answer, last_boxed, math_answers_equal
 
 SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
             "prealgebra", "precalculus")
@@ -58,10 +58,6 @@ class MathTask(DatasetTask):
     def grade(self, completion: str, example: dict) -> float:
         pred, gold = extract_math_answer(completion), self.gold_answer(example)
         return 1.0 if math_answers_equal(pred, gold, timeout_s=self.cfg["timeout_s"]) else 0.0
-
-    def split_steps(self, solution: str) -> list[tuple[int, int]]:
-        """Lines, and sentences within a line (MATH solutions are prose paragraphs)."""
-        return split_sentences(solution)
 
 
 @register_task("math500")

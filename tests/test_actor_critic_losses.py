@@ -1,4 +1,5 @@
-"""DQO, DRO, OREO and KTO losses against plain float64 loops, and which inputs receive gradient."""
+"""DQO, DRO, OREO and KTO losses against plain float64 loops (unreduced: one value per sequence), and which
+inputs receive gradient."""
 import math
 
 import pytest
@@ -26,7 +27,8 @@ def batch(seed=0, B=4, T=6):
 
 
 def dqo_reference(logps, ref, values, rewards, lengths, beta, lam, c):
-    pol_total = val_total = 0.0
+    """Per sequence: the importance-weighted token means of the policy and value residuals."""
+    pols, vals = [], []
     B = len(lengths)
     for b in range(B):
         H = lengths[b]
@@ -39,9 +41,13 @@ def dqo_reference(logps, ref, values, rewards, lengths, beta, lam, c):
         w = 1.0 if c is None else math.exp(min(sum(ell), c))
         pol = sum((beta * ell[h] + V[h] - (r[h] + (1 - lam) * V[h + 1] + lam * G[h + 1])) ** 2 for h in range(H)) / H
         val = sum((V[h] - G[h]) ** 2 for h in range(H)) / H
-        pol_total += w * pol
-        val_total += w * val
-    return pol_total / B, val_total / B
+        pols.append(w * pol)
+        vals.append(w * val)
+    return pols, vals
+
+
+def close(tensor, values, rel=1e-10):
+    return len(tensor) == len(values) and all(math.isclose(a, b, rel_tol=rel) for a, b in zip(tensor.tolist(), values))
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
@@ -51,9 +57,17 @@ def test_dqo_loss_matches_float64_loop(lam, c):
     pol, val, metrics = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=lam, is_clip=c)
     ref_pol, ref_val = dqo_reference(logps.tolist(), ref.tolist(), values.tolist(), rewards.tolist(), lengths,
                                      0.3, lam, c)
-    assert math.isclose(pol.item(), ref_pol, rel_tol=1e-10)
-    assert math.isclose(val.item(), ref_val, rel_tol=1e-10)
+    assert close(pol, ref_pol) and close(val, ref_val)  # unreduced: one value per sequence
     assert metrics["is_weight_min"] <= metrics["is_weight_mean"]
+
+
+def test_dqo_self_normalised_weights_divide_by_the_given_batch_mean():
+    logps, ref, values, rewards, mask, lengths = batch()
+    plain = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=0.5, is_clip=1.0)
+    mean = torch.tensor(0.37, dtype=torch.float64)
+    normed = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=0.5, is_clip=1.0, weight_mean=mean)
+    torch.testing.assert_close(normed[0], plain[0] / 0.37)
+    torch.testing.assert_close(normed[1], plain[1] / 0.37)
 
 
 def test_dqo_padding_values_do_not_matter():
@@ -61,7 +75,7 @@ def test_dqo_padding_values_do_not_matter():
     junk = values + (1 - mask) * 123.0
     a = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=0.5)
     b = dqo_loss(logps, ref, junk, rewards, mask, beta=0.3, lam=0.5)
-    assert math.isclose(a[0].item(), b[0].item()) and math.isclose(a[1].item(), b[1].item())
+    torch.testing.assert_close(a[0], b[0]) and torch.testing.assert_close(a[1], b[1])
 
 
 def test_dqo_gradients_flow_to_the_right_inputs():
@@ -69,8 +83,8 @@ def test_dqo_gradients_flow_to_the_right_inputs():
     logps.requires_grad_(True)
     values.requires_grad_(True)
     pol, val, _ = dqo_loss(logps, ref, values, rewards, mask, beta=0.3, lam=0.5, is_clip=1.0)
-    g_pol = torch.autograd.grad(pol, [logps, values], allow_unused=True)
-    g_val = torch.autograd.grad(val, [logps, values], allow_unused=True)
+    g_pol = torch.autograd.grad(pol.sum(), [logps, values], allow_unused=True)
+    g_val = torch.autograd.grad(val.sum(), [logps, values], allow_unused=True)
     assert g_pol[0] is not None and g_pol[0].abs().sum() > 0
     assert g_pol[1] is None or g_pol[1].abs().sum() == 0  # policy loss: no gradient to V
     assert g_val[0] is None or g_val[0].abs().sum() == 0  # value loss: no gradient to π
@@ -86,7 +100,7 @@ def test_dqo_optimum_is_the_soft_optimal_policy_on_a_one_step_bandit():
     ref = torch.full((3, 1), -1.0, dtype=torch.float64)
     logps = ref + (R - V) / 0.5  # β = 0.5
     pol, _, _ = dqo_loss(logps, ref, V, R, mask, beta=0.5, lam=1.0, is_clip=None)
-    assert pol.item() < 1e-20
+    assert pol.abs().max().item() < 1e-20
 
 
 def test_dro_loss_matches_hand_computation_and_routes_gradients():
@@ -99,9 +113,10 @@ def test_dro_loss_matches_hand_computation_and_routes_gradients():
     L = [0.5, -1.0]
     exp_pol = sum((1 / beta) * 0.5 * (r - vv - beta * l) ** 2 for r, vv, l in zip([1, 0], [0.3, 0.6], L)) / 2
     exp_val = sum(0.5 * (r - vv - beta * l) ** 2 for r, vv, l in zip([1, 0], [0.3, 0.6], L)) / 2
-    assert math.isclose(pol.item(), exp_pol, rel_tol=1e-12) and math.isclose(val.item(), exp_val, rel_tol=1e-12)
-    assert torch.autograd.grad(pol, v, allow_unused=True)[0] is None
-    assert torch.autograd.grad(val, lp, allow_unused=True)[0] is None
+    assert math.isclose(pol.mean().item(), exp_pol, rel_tol=1e-12)
+    assert math.isclose(val.mean().item(), exp_val, rel_tol=1e-12)
+    assert torch.autograd.grad(pol.sum(), v, allow_unused=True)[0] is None
+    assert torch.autograd.grad(val.sum(), lp, allow_unused=True)[0] is None
 
 
 def test_oreo_is_dqo_lambda1_without_is_plus_kl():
@@ -109,31 +124,29 @@ def test_oreo_is_dqo_lambda1_without_is_plus_kl():
     pol, val, m = oreo_loss(logps, ref, values, rewards, mask, beta=0.3, alpha=0.01)
     ref_pol, ref_val = dqo_reference(logps.tolist(), ref.tolist(), values.tolist(), rewards.tolist(), lengths,
                                      0.3, 1.0, None)
-    kl = 0.0
-    for b, H in enumerate(lengths):
-        kl += sum(math.exp(l) * l - math.exp(l) + 1 for l in (logps[b, :H] - ref[b, :H]).tolist()) / H
-    kl /= len(lengths)
-    assert math.isclose(pol.item(), ref_pol + 0.01 * kl, rel_tol=1e-10)
-    assert math.isclose(val.item(), ref_val, rel_tol=1e-10) and math.isclose(m["kl_to_ref"], kl, rel_tol=1e-10)
+    kl = [sum(math.exp(l) * l - math.exp(l) + 1 for l in (logps[b, :H] - ref[b, :H]).tolist()) / H
+          for b, H in enumerate(lengths)]
+    assert close(pol, [p + 0.01 * k for p, k in zip(ref_pol, kl)])
+    assert close(val, ref_val) and math.isclose(m["kl_to_ref"], sum(kl) / len(kl), rel_tol=1e-10)
 
 
 def test_kto_loss_matches_hand_computation():
     r = torch.tensor([0.5, -0.2, 1.5], dtype=torch.float64)
     kl = torch.tensor([0.1, 0.4, -0.2], dtype=torch.float64)
     d = torch.tensor([True, False, False])
-    loss, m = kto_loss(r, kl, d, beta=2.0, desirable_weight=1.0, undesirable_weight=1.5)
+    loss, m = kto_loss(r, kl.mean(), d, beta=2.0, desirable_weight=1.0, undesirable_weight=1.5)
     z0 = max(0.0, (0.1 + 0.4 - 0.2) / 3)
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
-    expected = ((1 - sig(2 * (0.5 - z0))) + 1.5 * (1 - sig(2 * (z0 + 0.2))) + 1.5 * (1 - sig(2 * (z0 - 1.5)))) / 3
-    assert math.isclose(loss.item(), expected, rel_tol=1e-12) and math.isclose(m["kl_ref_point"], z0)
-    neg = kto_loss(r, -kl.abs() - 1, d, beta=2.0)[1]
+    expected = [1 - sig(2 * (0.5 - z0)), 1.5 * (1 - sig(2 * (z0 + 0.2))), 1.5 * (1 - sig(2 * (z0 - 1.5)))]
+    assert close(loss, expected, rel=1e-12) and math.isclose(m["kl_ref_point"], z0)
+    neg = kto_loss(r, (-kl.abs() - 1).mean(), d, beta=2.0)[1]
     assert neg["kl_ref_point"] == 0.0  # the reference point is clamped at 0
 
 
 def test_kto_auto_weight_balances_desirable_and_undesirable_mass():
     import random
 
-    from algorithms.base import TrainData
+    from algorithms._base import TrainData
     from algorithms.kto import KTO
 
     samples = [{"prompt_id": f"p{i // 4}", "prompt_ids": [1], "completion_ids": [2], "reward": float(i % 4 == 0)}

@@ -103,7 +103,6 @@ def test_solution_lines_compute_and_obey_constraints(task, splits):
                 assert 2 <= b <= c["max_factor"] and a % b == 0 and r == a // b
             prev = r
         assert final == f"#### {prev}"
-        assert len(task.split_steps(task.solution(ex))) == len(lines) + 1
 
 
 def test_every_step_count_and_op_appear(splits):

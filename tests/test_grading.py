@@ -1,10 +1,10 @@
-"""The numeric grader: answer extraction, number parsing and comparison (tasks/grading.py)."""
+"""The numeric grader: answer extraction, number parsing and comparison (tasks/_grading.py)."""
 from fractions import Fraction
 
 import pytest
 
 from tasks import get_task
-from tasks.grading import extract_numeric_answer, last_boxed, numbers_equal, parse_number
+from tasks._grading import extract_numeric_answer, last_boxed, numbers_equal, parse_number
 
 
 @pytest.mark.parametrize(

@@ -90,11 +90,6 @@ def test_prompt_styles(tmp_path):
         get_task("gsm8k", prompt_style="chat").bind_tokenizer(PlainTok())
 
 
-def test_split_steps_one_per_line(task):
-    sol = "a = 1\n\nb = 2\n#### 2"
-    assert [sol[a:b] for a, b in task.split_steps(sol)] == ["a = 1", "b = 2", "#### 2"]
-
-
 @pytest.mark.skipif(not (SHARED_DATA / "gsm8k").is_dir(), reason=f"no shared data at {SHARED_DATA}")
 def test_every_gold_solution_grades_correct_and_n_plus_one_wrong():
     t = get_task("gsm8k", data_dir=str(SHARED_DATA / "gsm8k"))

@@ -1,4 +1,4 @@
-"""Dataset loading (tasks/loaders.py, tasks/common.py): local JSONL, hub fallback errors, subsets."""
+"""Dataset loading (tasks/_loaders.py, tasks/_dataset.py): local JSONL, hub fallback errors, subsets."""
 import json
 import time
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 
 from harness.errors import UserError
 from tasks import get_task
-from tasks.loaders import hub_reachable, load_hub, load_local, read_jsonl, subset
+from tasks._loaders import hub_reachable, load_hub, load_local, read_jsonl, subset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"no shared data at {SHARED_DATA}")

@@ -1,4 +1,4 @@
-"""The MATH grader (tasks/math.py, tasks/grading.py): answer extraction, equivalence, time limits, steps."""
+"""The MATH grader (tasks/math.py, tasks/_grading.py): answer extraction, equivalence, time limits, steps."""
 import json
 import threading
 import time
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import tasks.grading as grading
+import tasks._grading as grading
 from harness.grade_parallel import grade_many
 from tasks import get_task
-from tasks.grading import clean_latex, extract_math_answer, last_boxed, math_answers_equal, normalize_math_answer
+from tasks._grading import clean_latex, extract_math_answer, last_boxed, math_answers_equal, normalize_math_answer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -126,17 +126,10 @@ def test_grades_in_threads(task):
 def test_grade_many_process_pool_matches_serial(task, caplog):
     comps = ["$\\boxed{0.5}$", "$\\boxed{1+x^2}$", "$\\boxed{3}$", "junk"] * 8
     exs = [ex("\\frac12"), ex("x^2+1"), ex("4"), ex("1")] * 8
-    with caplog.at_level("INFO", logger="dqo"):
+    with caplog.at_level("INFO", logger="dqo_bench"):
         got = grade_many(task, comps, exs, workers=2, min_parallel=0, desc="t")
     assert got == [1.0, 1.0, 0.0, 0.0] * 8
     assert "items/s" in caplog.text and "2 processes" in caplog.text
-
-
-def test_split_steps_lines_and_sentences(task):
-    sol = "We have $x = 1.5$. So $2x = 3.$ Hence\n\n$\\boxed{3}$ is it! Done"
-    spans = task.split_steps(sol)
-    assert [sol[a:b] for a, b in spans] == ["We have $x = 1.5$.", "So $2x = 3.$ Hence", "$\\boxed{3}$ is it!", "Done"]
-    assert task.split_steps("") == []
 
 
 def test_math500_is_registered():

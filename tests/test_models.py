@@ -41,7 +41,7 @@ def test_sampler_logprobs_equal_a_training_forward_pass():
     seqs = [{"prompt_ids": s.prompt_ids, "completion_ids": s.token_ids} for g in out for s in g]
     with torch.no_grad():
         t = collate(seqs, tok.pad_token_id)
-        lp = completion_logps(model, t)
+        lp, _ = completion_logps(model, t)
     for i, s in enumerate(x for g in out for x in g):
         assert len(s.logprobs) == len(s.token_ids) > 0
         assert torch.allclose(lp[i, : len(s.token_ids)], torch.tensor(s.logprobs), atol=1e-4)

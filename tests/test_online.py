@@ -14,6 +14,8 @@ ONLINE = ["++algo.prompts_per_iter=8", "++algo.n_samples=4", "value_check.n_prom
 
 def algo(name="ppo", **cfg):
     base = {"n_samples": 4, "prompts_per_iter": 8, "epochs": 2, "prompt_pool": 24, "budget": {"prompts": 20}}
+    if name == "grpo":
+        base["max_completion_length"] = 12
     return get_algorithm(name)(**{**base, **cfg})
 
 
@@ -102,7 +104,7 @@ def test_killed_online_run_resumes_to_the_same_result(tmp_path):
     tok, model, task, cfg, HFEngine = online_setup(tmp_path)
     prompts = task.load_splits()["train"]
     opts = {"lr": 1e-2, "n_samples": 4, "prompts_per_iter": 4, "epochs": 1, "prompt_pool": 16,
-            "budget": {"prompts": 16}}
+            "budget": {"prompts": 16}, "max_completion_length": 12, "beta": 0.0}
 
     def run(algo, ckpt):
         m = copy.deepcopy(model)
@@ -116,20 +118,20 @@ def test_killed_online_run_resumes_to_the_same_result(tmp_path):
     class Dies(GRPO):
         calls = 0
 
-        def loss(self, batch):
+        def loss(self, batch, stats):
             Dies.calls += 1
             if Dies.calls == 6:
                 raise KeyboardInterrupt  # killed during step 6, after the checkpoint at step 4
-            return super().loss(batch)
+            return super().loss(batch, stats)
 
     with pytest.raises(KeyboardInterrupt):
         run(Dies(**opts), tmp_path)
     class Counts(GRPO):
         calls = 0
 
-        def loss(self, batch):
+        def loss(self, batch, stats):
             Counts.calls += 1
-            return super().loss(batch)
+            return super().loss(batch, stats)
 
     res = run(Counts(**opts), tmp_path)
     assert Counts.calls == 4  # resumed at step 4: steps 5-8 only

@@ -6,8 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from algorithms.policy_gradient import (gae, group_advantages, grpo_loss, kl_shaped_rewards, ppo_policy_loss,
-                                        ppo_value_loss)
+from algorithms._base import per_example, per_token
+from algorithms._policy_gradient import (TOKEN_LEVEL, gae, group_advantages, grpo_loss, kl_shaped_rewards,
+                                         masked_mean, ppo_policy_loss, ppo_value_loss)
+from harness.training import reduce_terms
 
 
 def batch(seed=0, B=3, T=5, lengths=(5, 3, 1)):
@@ -45,6 +47,7 @@ def test_ppo_losses_match_loops_and_route_gradients():
     values = (old_v + 0.3 * r()).requires_grad_()
     loss, m = ppo_policy_loss(logps, old, adv, mask, clip=0.2)
     vloss, _ = ppo_value_loss(values, old_v, ret, mask, clip=0.2)
+    loss, vloss = masked_mean(loss, mask), masked_mean(vloss, mask)  # per token: the batch's token mean
     terms, vterms = [], []
     for b, n in enumerate([5, 3, 1]):
         for t in range(n):
@@ -102,8 +105,12 @@ def test_grpo_loss_equals_trl(loss_type, beta):
     old = logps.detach() + 0.3 * r().float()  # ratios both inside and outside the clip range
     ref = logps.detach() + 0.2 * r().float()
     adv = torch.tensor([1.2, -0.7, 0.4, -1.5])
-    ours, _ = grpo_loss(logps, old, ref, adv, mask, beta=beta, eps_low=0.2, eps_high=0.28, loss_type=loss_type,
-                        max_completion_length=6)
+    values, _ = grpo_loss(logps, old, ref, adv, mask, beta=beta, eps_low=0.2, eps_high=0.28, loss_type=loss_type,
+                          max_completion_length=6)
+    # reduced as the backbone reduces an optimiser batch (here: one micro-batch)
+    term = per_token(values) if loss_type in TOKEN_LEVEL else per_example(values)
+    ours = reduce_terms({"policy": term}, {"seq": {"mask": mask}},
+                        {"examples": 4, "tokens": {"seq": int(mask.sum())}})["policy"]
     theirs = trl_grpo_loss(loss_type, beta, logps, old, ref, adv, mask, 6)
     assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7), (ours.item(), theirs.item())
     g1, = torch.autograd.grad(ours, logps)

@@ -1,7 +1,7 @@
 import pytest
 
 from harness.errors import UserError
-from harness.registry import available, get_algorithm, get_task_class
+from harness.registry import REFERENCE, available, get_algorithm, get_task_class
 from harness.run import preflight
 
 
@@ -37,7 +37,7 @@ def test_preflight_accepts_valid_names_and_other_overrides():
 def test_every_algorithm_registers_and_has_its_config():
     from pathlib import Path
 
-    from algorithms.base import OnlineAlgorithm
+    from algorithms._base import OnlineAlgorithm
 
     root = Path(__file__).resolve().parent.parent
     for name in available("algorithm"):
@@ -56,3 +56,34 @@ def test_no_algorithm_imports_vllm():
             "[get_algorithm(n) for n in available('algorithm')]; print('vllm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_backbone_names_no_algorithm():
+    """No module under harness/ refers to a plug-in by name (a string, an identifier or an import), so adding
+    or removing an algorithm never needs a backbone edit. The one exception: ``registry.REFERENCE``, the
+    π_ref row every algorithm is read against."""
+    import ast
+    from pathlib import Path
+
+    names = set(available("algorithm"))
+    root = Path(__file__).resolve().parent.parent / "harness"
+    hits = []
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                words = set(node.value.replace(".", " ").replace("/", " ").split())
+                found = words & names
+            elif isinstance(node, ast.Name):
+                found = {node.id.lower()} & names if node.id != "REFERENCE" else set()
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+                found = {m.split(".")[-1] for m in mods if m and m.startswith("algorithms.")} & names
+            else:
+                continue
+            hits += [f"{path.name}:{node.lineno}: {n}" for n in found
+                     if not (path.name == "registry.py" and n == REFERENCE)]
+    assert not hits, hits

@@ -32,7 +32,7 @@ def test_vllm_engine_logprobs_and_weight_sync(tmp_path):
     seqs = [{"prompt_ids": s.prompt_ids, "completion_ids": s.token_ids} for g in out for s in g if s.token_ids]
     t = collate(seqs, tok.pad_token_id)
     with torch.no_grad():
-        ref = completion_logps(model.float(), t)
+        ref, _ = completion_logps(model.float(), t)
     ours = torch.zeros_like(ref)
     flat = [s for g in out for s in g if s.token_ids]
     for i, s in enumerate(flat):

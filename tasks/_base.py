@@ -1,10 +1,8 @@
-"""The task contract (DESIGN.md §3): splits, prompts, gold solutions, a grader, step segmentation."""
+"""The task contract (docs/design.md §3): splits, prompts, gold solutions and a grader."""
 from __future__ import annotations
 
-import re
-
-from tasks import prompts
-from tasks.grading import extract_numeric_answer, numbers_equal, parse_number
+from tasks import _prompts as prompts
+from tasks._grading import extract_numeric_answer, numbers_equal, parse_number
 
 
 class Task:
@@ -14,7 +12,7 @@ class Task:
     defaults below suit GSM8K-format records (``question``, ``answer`` ending ``#### N``).
 
     Prompts: the pipeline calls ``bind_tokenizer(tok)`` once π_ref's tokenizer is loaded; the option
-    ``prompt_style`` (auto | chat | plain, see tasks/prompts.py) then decides whether ``prompt(ex)`` is
+    ``prompt_style`` (auto | chat | plain, see tasks/_prompts.py) then decides whether ``prompt(ex)`` is
     the chat template or the plain ``Question: ...\nAnswer:`` one. ``prompt_record()`` describes it for
     the run record. ``type(task)(**task.cfg)`` must rebuild an equivalent task (grading workers do it).
     """
@@ -95,8 +93,3 @@ class Task:
     def extract_answer(self, completion: str) -> str | None:
         pred = extract_numeric_answer(completion)
         return None if pred is None else format(pred, "g") if isinstance(pred, float) else str(pred)
-
-    # -- process supervision --------------------------------------------------------------------
-    def split_steps(self, solution: str) -> list[tuple[int, int]]:
-        """Character spans of the reasoning steps: one per non-empty line."""
-        return [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", solution) if m.group().strip()]

@@ -5,7 +5,7 @@ Numeric (GSM8K, arith): ``extract_numeric_answer(completion)`` finds the model's
 when both are exact (int or Fraction), with a relative tolerance when either is a float.
 
 Symbolic (MATH): ``extract_math_answer`` and ``math_answers_equal`` (normalised strings, then
-math-verify under a per-item time limit that is safe in threads). ``split_sentences`` segments steps.
+math-verify under a per-item time limit that is safe in threads).
 """
 from __future__ import annotations
 
@@ -326,24 +326,3 @@ def math_answers_equal(pred: str | None, gold: str | None, timeout_s: float | No
     except Exception:  # a parser bug on odd LaTeX must not kill a grading run: not equal
         return False
 
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of steps: lines, and within a line sentences ending in ``.``/``!``/``?`` followed by
-    whitespace outside ``$...$`` math. Spans exclude surrounding whitespace; blank lines give none."""
-    spans = []
-    for line in re.finditer(r"[^\n]+", text):
-        start, in_math, s = line.start(), False, line.group()
-        for i, ch in enumerate(s):
-            if ch == "$" and (i == 0 or s[i - 1] != "\\"):
-                in_math = not in_math
-            elif ch in ".!?" and not in_math and i + 1 < len(s) and s[i + 1].isspace():
-                spans.append((start, line.start() + i + 1))
-                start = line.start() + i + 1
-        spans.append((start, line.end()))
-    out = []
-    for a, b in spans:  # trim whitespace, drop empty
-        seg = text[a:b]
-        lead, trail = len(seg) - len(seg.lstrip()), len(seg) - len(seg.rstrip())
-        if b - trail > a + lead:
-            out.append((a + lead, b - trail))
-    return out

@@ -1,7 +1,7 @@
 """lm-eval as a second evaluator (DESIGN.md §8): score a checkpoint with lm-eval's own ``gsm8k`` task
 and grade the very same generations with our GSM8K grader, so the two can be compared item by item.
 
-    python -m harness.evaluate --model PATH [--data-dir ../shared/data/gsm8k] [--limit 200] [--num-fewshot 5]
+    python -m harness.lm_eval_check --model PATH [--data-dir /path/to/gsm8k] [--limit 200] [--num-fewshot 5]
 
 Without ``--data-dir`` lm-eval reads ``openai/gsm8k`` from the hub (checked in ~3 s first). With it,
 lm-eval's task YAML is reused unchanged except for its data source, which becomes the local
@@ -25,7 +25,7 @@ def _local_task_dir(data_dir: Path, out: Path) -> str:
     """Write a task YAML that includes lm-eval's gsm8k.yaml with the data source swapped; its name."""
     import lm_eval
 
-    from tasks.loaders import load_local
+    from tasks._loaders import load_local
 
     load_local(data_dir, ("train", "test"), ("question", "answer"), "gsm8k")  # file:line errors before lm-eval's
     base = Path(lm_eval.__file__).parent / "tasks" / "gsm8k" / "gsm8k.yaml"
@@ -44,7 +44,7 @@ def run(model: str, data_dir: str | None, limit: int | None, num_fewshot: int | 
     except ImportError:
         raise UserError("lm-eval is not installed: pip install 'lm-eval==0.4.*'") from None
     from tasks import get_task
-    from tasks.loaders import hub_reachable
+    from tasks._loaders import hub_reachable
 
     with tempfile.TemporaryDirectory() as tmp:
         if data_dir:

@@ -11,10 +11,10 @@ import logging
 import random
 
 from harness.errors import UserError
-from tasks import loaders
-from tasks.base import Task
+from tasks import _loaders as loaders
+from tasks._base import Task
 
-log = logging.getLogger("dqo")
+log = logging.getLogger("dqo_bench")
 
 
 class DatasetTask(Task):

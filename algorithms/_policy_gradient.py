@@ -1,5 +1,6 @@
-"""Policy-gradient maths for the online algorithms (DESIGN.md §4: PPO and GRPO), as pure functions on
-``[B, T]`` response tensors (right-padded, ``mask`` 1 on real tokens).
+"""Policy-gradient maths for the online algorithms (docs/design.md §4: PPO and GRPO), as pure functions on
+``[B, T]`` response tensors (right-padded, ``mask`` 1 on real tokens). Losses come back unreduced: the
+backbone owns the one reduction over the optimiser batch (``algorithms/_base.py``).
 
 PPO (Schulman et al. 2017, arXiv 1707.06347) with the RLHF reward of Ziegler et al. 2019 / Ouyang et
 al. 2022: r_t = R·1[t = H] − β_KL·(log π_old − log π_ref)(a_t | s_t); GAE (Schulman et al. 2016,
@@ -57,22 +58,20 @@ def clipped_surrogate(logps, old_logps, advantages, *, eps_low: float = 0.2, eps
 
 
 def ppo_policy_loss(logps, old_logps, advantages, mask, *, clip: float = 0.2):
-    """``(loss, metrics)``: the clipped surrogate, mean over every real token of the batch."""
+    """``(per-token loss [B, T], metrics)``: the clipped surrogate; the backbone averages it over the batch's tokens."""
     per_token, ratio = clipped_surrogate(logps, old_logps, advantages.detach(), eps_low=clip, eps_high=clip)
-    loss = masked_mean(per_token, mask)
     with torch.no_grad():
         clipped = ((ratio - 1).abs() > clip).float()
         approx_kl = masked_mean(0.5 * (logps - old_logps) ** 2, mask)
-    return loss, {"policy_loss": loss.item(), "clip_frac": masked_mean(clipped, mask).item(),
-                  "approx_kl": approx_kl.item()}
+    return per_token, {"clip_frac": masked_mean(clipped, mask).item(), "approx_kl": approx_kl.item()}
 
 
 def ppo_value_loss(values, old_values, returns, mask, *, clip: float = 0.2):
-    """``(loss, metrics)``: ½·max((V − G)², (clip(V, V_old ± c) − G)²), mean over real tokens."""
+    """``(per-token loss [B, T], metrics)``: ½·max((V − G)², (clip(V, V_old ± c) − G)²)."""
     returns, old_values = returns.detach(), old_values.detach()
     v_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
-    loss = 0.5 * masked_mean(torch.max((values - returns) ** 2, (v_clipped - returns) ** 2), mask)
-    return loss, {"value_loss": loss.item(), "value_mean": masked_mean(values.detach(), mask).item()}
+    per_token = 0.5 * torch.max((values - returns) ** 2, (v_clipped - returns) ** 2)
+    return per_token, {"value_mean": masked_mean(values.detach(), mask).item()}
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group") -> torch.Tensor:
@@ -90,14 +89,18 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     raise ValueError(f"scale={scale!r}: valid values are group, batch, none")
 
 
+#: GRPO loss types whose values are per token (the rest give one value per sequence)
+TOKEN_LEVEL = ("dapo", "bnpo")
+
+
 def grpo_loss(logps, old_logps, ref_logps, advantages, mask, *, beta: float = 0.0, eps_low: float = 0.2,
               eps_high: float = 0.2, loss_type: str = "grpo", max_completion_length: int | None = None):
-    """``(loss, metrics)``: TRL's GRPO loss (token-level ratio). ``advantages`` ``[B]``; ``ref_logps``
-    is only read when ``beta`` > 0 (k3 estimator exp(ref − π) − (ref − π) − 1). Aggregation by
-    ``loss_type``: ``grpo`` (per-sequence token mean, then batch mean), ``dapo`` (TRL's default) and
-    ``bnpo`` (mean over the batch's tokens), ``dr_grpo`` (sum over tokens / (B · max_completion_length)).
-    On the backbone a micro-batch's token mean is weighted by its share of the optimiser batch's tokens,
-    so ``bnpo`` and ``dapo`` both become DAPO's global token mean there."""
+    """``(values, metrics)``: TRL's GRPO loss (token-level ratio), unreduced. ``advantages`` ``[B]``;
+    ``ref_logps`` is only read when ``beta`` > 0 (k3 estimator exp(ref − π) − (ref − π) − 1). By ``loss_type``:
+    ``dapo`` (TRL's default) and ``bnpo``: per-token values ``[B, T]``, to be averaged over the batch's
+    tokens; ``grpo``: each sequence's token mean ``[B]``; ``dr_grpo``: each sequence's token sum over
+    ``max_completion_length`` ``[B]``. The backbone averages over the whole optimiser batch, so ``bnpo``
+    and ``dapo`` both become DAPO's global token mean."""
     mask = mask.to(logps.dtype)
     per_token, ratio = clipped_surrogate(logps, old_logps, advantages.detach()[:, None], eps_low=eps_low,
                                          eps_high=eps_high)
@@ -106,15 +109,15 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, *, beta: float = 0.
         kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1
         per_token = per_token + beta * kl
         metrics["kl"] = masked_mean(kl.detach(), mask).item()
-    if loss_type == "grpo":
-        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
-    elif loss_type in ("bnpo", "dapo"):
-        loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    if loss_type in TOKEN_LEVEL:
+        values = per_token
+    elif loss_type == "grpo":
+        values = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
     elif loss_type == "dr_grpo":
-        loss = (per_token * mask).sum() / (per_token.size(0) * (max_completion_length or mask.size(1)))
+        values = (per_token * mask).sum(-1) / (max_completion_length or mask.size(1))
     else:
         raise ValueError(f"loss_type={loss_type!r}: valid values are grpo, dapo, bnpo, dr_grpo")
     with torch.no_grad():
         a = advantages[:, None]
         clipped = ((ratio < 1 - eps_low) & (a < 0)) | ((ratio > 1 + eps_high) & (a > 0))
-    return loss, {**metrics, "policy_loss": loss.item(), "clip_frac": masked_mean(clipped.float(), mask).item()}
+    return values, {**metrics, "clip_frac": masked_mean(clipped.float(), mask).item()}
