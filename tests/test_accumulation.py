@@ -18,7 +18,8 @@ from tests.test_models import small
 BATCH = 8
 VARIANTS = [(n, {}) for n in available("algorithm") if get_algorithm(n).trains] + [
     ("dqo", {"is_self_normalize": True}), ("dqo", {"value_model": "shared", "value_coef": 0.5}),
-    ("kto", {"desirable_weight": 1.3}), ("grpo", {"loss_type": "grpo"}), ("grpo", {"loss_type": "dr_grpo"})]
+    ("kto", {"desirable_weight": 1.3}), ("grpo", {"loss_type": "grpo"}), ("grpo", {"loss_type": "dr_grpo"}),
+    ("tbrm", {"source": "online"})]
 
 
 def bank(tok, ref_model, n_prompts=6, k=4):
@@ -102,10 +103,10 @@ def test_micro_batching_never_changes_the_update(name, options, monkeypatch):
                         None if vm is None else _flat(learner.policy, learner.critic)[1] - before[1], rec["loss"]))
     policy, value, loss = updates[-1]
     assert policy.abs().max() > 0 and (value is None or value.abs().max() > 0)
-    for p, v, lo in updates[:-1]:
-        torch.testing.assert_close(p, policy, rtol=1e-4, atol=1e-6)
+    for p, v, lo in updates[:-1]:  # float32 sums in another order: equal up to rounding at the update's scale
+        torch.testing.assert_close(p, policy, rtol=1e-4, atol=1e-6 * max(1.0, policy.abs().max().item()))
         if value is not None:
-            torch.testing.assert_close(v, value, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(v, value, rtol=1e-4, atol=1e-6 * max(1.0, value.abs().max().item()))
         assert abs(lo - loss) <= 1e-4 * max(1.0, abs(loss))
 
 

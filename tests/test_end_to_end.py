@@ -126,3 +126,17 @@ def test_killing_a_sweep_stops_its_running_job(tmp_path, smoke_overrides):
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+def test_tbrm_trains_on_the_bank_and_online(tmp_path, smoke_overrides):
+    res = run_cli(["-m", "algo=tbrm", "algo.source=bank,online", "algo.n_samples=4", "algo.prompts_per_iter=8",
+                   f"results_dir={tmp_path}", *smoke_overrides, "include_reference=false"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert (runs.status == "ok").all() and len(runs) == 2
+    is_online = runs.variant.str.contains("algo.source=online")
+    offline, online = runs[~is_online].iloc[0], runs[is_online].iloc[0]
+    assert offline.data_gen_tokens > 0 and offline.train_gen_tokens == offline.data_gen_tokens  # the bank
+    assert online.data_gen_tokens == 0 and online.online_iterations == 3 and online.train_gen_tokens > 0
+    history = [json.loads(x) for x in (tmp_path / "runs" / offline.run_id / "train_history.jsonl").read_text().splitlines()]
+    assert len(history) == 3 and all("residual_loss" in h and "value_first" in h for h in history)
