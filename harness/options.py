@@ -44,7 +44,7 @@ def parse_options(cls, values: dict | None, prefix: str):
     for name, f in fields.items():
         key = f"{prefix}.{name}"
         if name not in values:
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = _default(f)
             if is_interpolation(default):
                 raise UserError(f"{key} is not set: its default {default} needs the full config (give it a value)")
             kwargs[name] = default
@@ -128,15 +128,20 @@ def _check_bounds(value, meta, key: str) -> None:
         raise UserError(f"{key}={value:g} is out of range: it must be {bound}")
 
 
-def describe(cls, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """``(key, type, default, doc with bounds)`` for every option, nested groups flattened."""
+def _default(f):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def describe(cls, prefix: str = "", instance=None) -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, doc with bounds)`` for every option, nested groups flattened (a group's defaults
+    are those of the instance its parent declares)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = getattr(instance, f.name) if instance is not None else _default(f)
         if dataclasses.is_dataclass(default):
-            rows += describe(type(default), key + ".")
+            rows += describe(type(default), key + ".", default)
             continue
         bounds = " and ".join(f"{op} {f.metadata[k]:g}" for op, k in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt"))
                               if f.metadata.get(k) is not None)
@@ -156,8 +161,5 @@ def _type_name(tp) -> str:
 
 def defaults(cls) -> dict:
     """The declared defaults as a nested dict (interpolations left as written)."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        out[f.name] = defaults(type(default)) if dataclasses.is_dataclass(default) else default
-    return out
+    return {f.name: dataclasses.asdict(d) if dataclasses.is_dataclass(d := _default(f)) else d
+            for f in dataclasses.fields(cls)}

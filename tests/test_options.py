@@ -74,3 +74,18 @@ def test_unknown_algo_key_stops_with_one_line_before_any_work(tmp_path, args, ms
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], res.stderr
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_a_group_default_set_by_a_plug_in_is_its_declared_default():
+    """A plug-in may give a group of options its own defaults (``budget: Budget = option(Budget(prompts=...))``);
+    ``defaults`` and ``describe`` read that instance, not the group class's defaults."""
+    from algorithms._base import Budget, OnlineOptions
+    from harness.options import option
+
+    @dataclasses.dataclass
+    class Opts(OnlineOptions):
+        budget: Budget = option(Budget(prompts=7), "when to stop")
+
+    assert defaults(Opts)["budget"] == {"prompts": 7, "gen_tokens": None}
+    assert ("budget.prompts", "int", "7") == describe(Opts)[-2][:3]
+    assert parse_options(Opts, {"prompt_pool": 3}, "algo").budget.prompts == 7
