@@ -19,7 +19,7 @@ BATCH = 8
 VARIANTS = [(n, {}) for n in available("algorithm") if get_algorithm(n).trains] + [
     ("dqo", {"is_self_normalize": True}), ("dqo", {"value_model": "shared", "value_coef": 0.5}),
     ("kto", {"desirable_weight": 1.3}), ("grpo", {"loss_type": "grpo"}), ("grpo", {"loss_type": "dr_grpo"}),
-    ("tbrm", {"source": "online"})]
+    ("tbrm", {"source": "online"}), ("apo", {"entropy_coef": 0.01, "filter_all_incorrect": True})]
 
 
 def bank(tok, ref_model, n_prompts=6, k=4):
@@ -120,6 +120,6 @@ def _defaults_for_tests(cls) -> dict:
     """Values for the options whose default interpolates the full config."""
     from harness.options import defaults, is_interpolation
 
-    fill = {"prompt_pool": 6, "budget": {"prompts": 6}, "max_completion_length": 16}
+    fill = {"prompt_pool": 6, "budget": {"prompts": 6}, "max_completion_length": 16}  # the bank's 6 prompts
     return {k: v for k, v in fill.items() if k in defaults(cls.Options)
             and (is_interpolation(defaults(cls.Options)[k]) or isinstance(defaults(cls.Options)[k], dict))}

@@ -140,3 +140,21 @@ def test_tbrm_trains_on_the_bank_and_online(tmp_path, smoke_overrides):
     assert online.data_gen_tokens == 0 and online.online_iterations == 3 and online.train_gen_tokens > 0
     history = [json.loads(x) for x in (tmp_path / "runs" / offline.run_id / "train_history.jsonl").read_text().splitlines()]
     assert len(history) == 3 and all("residual_loss" in h and "value_first" in h for h in history)
+
+
+def test_apo_estimates_v_star_from_the_bank_then_trains_online(tmp_path, smoke_overrides):
+    res = run_cli(["algo=apo", f"results_dir={tmp_path}", *smoke_overrides, "include_reference=false"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/metrics.json")]
+    d = tmp_path / "runs" / run["run_id"]
+    rollouts = [json.loads(x) for x in (d / "rollouts.jsonl").read_text().splitlines()]
+    # budget: bank.k passes over the bank's 24 prompts, one sample each, 64 prompts per rollout batch
+    assert [r["n_samples"] for r in rollouts] == [64, 32] and run["online_steps"] == 8 + 4
+    cost = json.loads((d / "cost.json").read_text())
+    assert run["train_gen_tokens"] == cost["artifacts"]["bank"]["gen_tokens"] + sum(r["gen_tokens"] for r in rollouts)
+    history = [json.loads(x) for x in (d / "train_history.jsonl").read_text().splitlines()]
+    assert len(history) == 12 and all("regression_loss" in h and "v_star" in h for h in history)
+
+    bad = run_cli(["algo=apo", "algo.prompt_pool=25", f"results_dir={tmp_path}", *smoke_overrides,
+                   "include_reference=false"])
+    assert bad.returncode == 1 and "algo.prompt_pool must not exceed bank.n_prompts" in bad.stderr, bad.stderr[-2000:]
