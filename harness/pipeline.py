@@ -57,14 +57,10 @@ def make_algo(cfg):
 
 
 def load_task(cfg):
-    """``(task, task_spec, n_demo)`` from the ``task`` config group."""
+    """``(task, task_spec, n_demo)`` from the ``task`` config group (its options parsed: a bad one stops here)."""
     spec = OmegaConf.to_container(cfg.task, resolve=True)
-    kwargs = {k: v for k, v in spec.items() if k not in ("name", "n_demo")}
-    try:
-        task = get_task(spec["name"], **kwargs)
-    except TypeError as e:
-        raise UserError(f"task {spec['name']!r}: bad option ({e}); see sweeps/task/{spec['name']}.yaml") from None
-    return task, spec, int(spec.get("n_demo", 0))
+    task = get_task(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    return task, spec, task.opts.n_demo
 
 
 def split_train(train: list[dict], n_demo: int) -> tuple[list[dict], list[dict]]:
@@ -100,6 +96,7 @@ def reference_config(cfg) -> DictConfig:
 def run_job(cfg: DictConfig) -> dict:
     """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
     algo = make_algo(cfg)
+    load_task(cfg)
     check_config(cfg)
     check_engine(str(cfg.generation.engine))  # before the warm start, not after it
     if algo.online:

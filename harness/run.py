@@ -35,11 +35,12 @@ def config_choices(group: str) -> list[str]:
 
 
 def preflight(argv: list[str]) -> None:
-    """Check algo/task/model names, and the ``algo.`` keys against every chosen algorithm's options, before
-    Hydra starts, so a typo costs one line, not a traceback (nor a silently ignored ``++algo.x=``)."""
+    """Check algo/task/model names, and the ``algo.`` / ``task.`` keys against the options of every chosen
+    algorithm and task, before Hydra starts, so a typo costs one line, not a traceback (nor a silently
+    ignored ``++algo.x=``)."""
     from harness.registry import available
 
-    algos = [default_choice("algo")]
+    chosen = {"algo": [default_choice("algo")], "task": [default_choice("task")]}
     for arg in argv:
         key, eq, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -52,17 +53,18 @@ def preflight(argv: list[str]) -> None:
         for name in value.split(","):
             if name and name not in valid:
                 raise UserError(f"unknown {key} {name!r}; valid: {', '.join(valid)}")
-        if key == "algo":
-            algos = [n for n in value.split(",") if n]
-    keys = [a.partition("=")[0].lstrip("+~")[len("algo."):] for a in argv if a.lstrip("+~").startswith("algo.")]
-    if keys:
-        from harness.options import check_key
-        from harness.registry import get_algorithm
+        if key in chosen:
+            chosen[key] = [n for n in value.split(",") if n]
+    for group, kind in (("algo", "algorithm"), ("task", "task")):
+        keys = [a.partition("=")[0].lstrip("+~")[len(group) + 1:] for a in argv if a.lstrip("+~").startswith(group + ".")]
+        if keys:
+            from harness.options import check_key
+            from harness.registry import get
 
-        for name in algos:
-            for key in keys:
-                if key != "name":
-                    check_key(get_algorithm(name).Options, key, "algo", name if len(algos) > 1 else "")
+            for name in chosen[group]:
+                for key in keys:
+                    if key != "name":
+                        check_key(get(kind, name).Options, key, group, name if len(chosen[group]) > 1 else "")
 
 
 def default_choice(group: str) -> str:

@@ -1,8 +1,19 @@
 """The task contract (docs/design.md §3): splits, prompts, gold solutions and a grader."""
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
+from harness.options import option, parse_options
 from tasks import _prompts as prompts
 from tasks._grading import extract_numeric_answer, numbers_equal, parse_number
+
+
+@dataclass
+class TaskOptions:
+    n_demo: int = option(1000, "train problems with full solutions: the warm start's SFT data; the rest of "
+                         "train are RL prompts with final answers only (docs/design.md §10)", ge=0)
+    seed: int = option(0, "data seed: the data are a pure function of the config (keep it fixed across run seeds)")
 
 
 class Task:
@@ -14,11 +25,13 @@ class Task:
     Prompts: the pipeline calls ``bind_tokenizer(tok)`` once π_ref's tokenizer is loaded; the option
     ``prompt_style`` (auto | chat | plain, see tasks/_prompts.py) then decides whether ``prompt(ex)`` is
     the chat template or the plain ``Question: ...\nAnswer:`` one. ``prompt_record()`` describes it for
-    the run record. ``type(task)(**task.cfg)`` must rebuild an equivalent task (grading workers do it).
+    the run record. Options are the ``Options`` dataclass (``sweeps/task/<name>.yaml`` matches it);
+    ``type(task)(**task.cfg)`` rebuilds an equivalent task (grading workers do it).
     """
 
     name: str = "task"
-    #: plain template for base and from-scratch models (DESIGN.md §10)
+    Options = TaskOptions
+    #: plain template for base and from-scratch models (docs/design.md §10)
     prompt_template: str = prompts.PLAIN_TEMPLATE
     #: the chat-style instruction appended to the question
     instruction: str = prompts.BOXED_INSTRUCTION
@@ -26,19 +39,28 @@ class Task:
     parallel_grading: bool = False
 
     def __init__(self, **cfg):
-        self.cfg = dict(cfg)
+        self.opts = parse_options(self.Options, cfg, "task")
         self._tokenizer = None
+
+    @property
+    def cfg(self) -> dict:
+        """The options as keyword arguments (to rebuild the task in another process)."""
+        return dataclasses.asdict(self.opts)
+
+    @property
+    def _style(self) -> str:
+        return getattr(self.opts, "prompt_style", "auto")
 
     # -- prompts ------------------------------------------------------------------------------------
     def bind_tokenizer(self, tokenizer) -> None:
         """Called once by the pipeline after π_ref's tokenizer is loaded; fixes the prompt style."""
         self._tokenizer = tokenizer
-        prompts.resolve_style(self.cfg.get("prompt_style", "auto"), tokenizer)  # fail early on a bad style
+        prompts.resolve_style(self._style, tokenizer)  # fail early: chat asked of a tokenizer without a template
 
     @property
     def prompt_style(self) -> str:
         """``chat`` or ``plain``: the configured ``prompt_style`` resolved against the bound tokenizer."""
-        return prompts.resolve_style(self.cfg.get("prompt_style", "auto"), getattr(self, "_tokenizer", None))
+        return prompts.resolve_style(self._style, getattr(self, "_tokenizer", None))
 
     def question(self, example: dict) -> str:
         return example["question"]
@@ -61,7 +83,7 @@ class Task:
             template = prompts.chat_prompt(self._tokenizer, "{question}", [], self.instruction)
         else:
             template = self.prompt_template
-        return {"style": style, "configured_style": self.cfg.get("prompt_style", "auto"),
+        return {"style": style, "configured_style": self._style,
                 "instruction": self.instruction if style == "chat" else None,
                 "n_shot": len(self.few_shot()), "template": template}
 

@@ -1,4 +1,4 @@
-"""Loading real datasets (DESIGN.md §3, §7): from the Hugging Face hub, or from a local folder of JSONL.
+"""Loading real datasets (docs/design.md §3, §7): from the Hugging Face hub, or from a local folder of JSONL.
 
 - ``read_jsonl(path, required)`` parses a file line by line, so a bad line is reported as ``file:line``;
 - ``load_local(data_dir, splits, required)`` reads ``<data_dir>/<split>.jsonl``;

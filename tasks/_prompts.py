@@ -1,4 +1,4 @@
-"""Prompt templates (DESIGN.md §3): a chat template for models that have one, a plain template otherwise.
+"""Prompt templates (docs/design.md §3): a chat template for models that have one, a plain template otherwise.
 
 - ``plain``: ``Question: {question}\\nAnswer:`` — for base and from-scratch models; the completion is
   the solution with a leading space. Few-shot demonstrations are prepended as full Q/A pairs.

@@ -1,4 +1,4 @@
-"""``arith``: procedurally generated multi-step arithmetic word problems (DESIGN.md §3, §10).
+"""``arith``: procedurally generated multi-step arithmetic word problems (docs/design.md §3, §10).
 
 A problem starts a named person with some items and applies ``min_steps``..``max_steps``
 operations, each told as one short sentence; the question asks how many items are left::
@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 
 from harness.errors import UserError
+from harness.options import option
 from harness.registry import register_task
-from tasks._base import Task
+from tasks._base import Task, TaskOptions
 
 # (name, subject pronoun, object pronoun)
 _PEOPLE = [
@@ -60,52 +62,48 @@ def _split_seed(seed: int, split: str) -> int:
     return int.from_bytes(hashlib.sha256(f"arith/{seed}/{split}".encode()).digest()[:8], "big")
 
 
+@dataclass
+class ArithOptions(TaskOptions):
+    n_train: int = option(5000, "train problems (demonstrations + RL prompts)", ge=0)
+    n_test: int = option(500, "test problems, questions disjoint from train", ge=0)
+    min_steps: int = option(2, "fewest operations per problem", ge=1)
+    max_steps: int = option(5, "most operations per problem (the main difficulty knob)", ge=1)
+    max_operand: int = option(20, "start value and +/- operands are drawn from 1..max_operand", ge=1)
+    max_product: int = option(100, "a multiplication is allowed only if its result is <= max_product", ge=2)
+    max_factor: int = option(5, "multipliers and exact divisors are drawn from 2..max_factor", ge=2)
+
+
 @register_task("arith")
 class ArithTask(Task):
     """Multi-step arithmetic word problems; see the module docstring for the knobs."""
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        n_train: int = 5000,
-        n_test: int = 500,
-        min_steps: int = 2,
-        max_steps: int = 5,
-        max_operand: int = 20,
-        max_product: int = 100,
-        max_factor: int = 5,
-    ):
-        if not 1 <= min_steps <= max_steps:
-            raise UserError(f"arith: need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
-        if max_operand < 1 or max_factor < 2 or max_product < 2:
-            raise UserError("arith: need max_operand >= 1, max_factor >= 2 and max_product >= 2")
-        if n_train < 0 or n_test < 0:
-            raise UserError("arith: n_train and n_test must be >= 0")
-        super().__init__(
-            seed=seed, n_train=n_train, n_test=n_test, min_steps=min_steps, max_steps=max_steps,
-            max_operand=max_operand, max_product=max_product, max_factor=max_factor,
-        )
+    Options = ArithOptions
+
+    def __init__(self, **cfg):
+        super().__init__(**cfg)
+        if self.opts.min_steps > self.opts.max_steps:
+            raise UserError(f"task.min_steps={self.opts.min_steps} > task.max_steps={self.opts.max_steps}: "
+                            f"need min_steps <= max_steps")
         self._splits: dict[str, list[dict]] | None = None
 
     # -- generation -------------------------------------------------------------------------------
     def _step(self, rng: random.Random, v: int) -> tuple[str, int]:
         """One operation valid for ``v``: (operator, operand)."""
-        c = self.cfg
+        c = self.opts
         ops = ["+"]
         if v >= 2:
             ops.append("-")
-        muls = [k for k in range(2, c["max_factor"] + 1) if v * k <= c["max_product"]]
+        muls = [k for k in range(2, c.max_factor + 1) if v * k <= c.max_product]
         if muls:
             ops.append("*")
-        divs = [d for d in range(2, c["max_factor"] + 1) if v % d == 0]
+        divs = [d for d in range(2, c.max_factor + 1) if v % d == 0]
         if divs:
             ops.append("/")
         op = rng.choice(ops)
         if op == "+":
-            return op, rng.randint(1, c["max_operand"])
+            return op, rng.randint(1, c.max_operand)
         if op == "-":
-            return op, rng.randint(1, min(c["max_operand"], v - 1))
+            return op, rng.randint(1, min(c.max_operand, v - 1))
         return op, rng.choice(muls if op == "*" else divs)
 
     def _sentence(self, rng: random.Random, op: str, n: int, person: tuple[str, str, str]) -> str:
@@ -122,13 +120,13 @@ class ArithTask(Task):
 
     def _problem(self, rng: random.Random) -> tuple[str, str]:
         """One (question, answer) pair."""
-        c = self.cfg
+        c = self.opts
         person = rng.choice(_PEOPLE)
         one, many = rng.choice(_ITEMS)
-        v = rng.randint(1, c["max_operand"])
+        v = rng.randint(1, c.max_operand)
         sentences = [f"{person[0]} has {v} {one if v == 1 else many}."]
         lines = []
-        for _ in range(rng.randint(c["min_steps"], c["max_steps"])):
+        for _ in range(rng.randint(c.min_steps, c.max_steps)):
             op, n = self._step(rng, v)
             new = {"+": v + n, "-": v - n, "*": v * n, "/": v // n}[op]
             sentences.append(self._sentence(rng, op, n, person))
@@ -138,7 +136,7 @@ class ArithTask(Task):
         return " ".join(sentences), "\n".join(lines + [f"#### {v}"])
 
     def _generate(self, split: str, n: int, exclude: set[str]) -> list[dict]:
-        rng = random.Random(_split_seed(self.cfg["seed"], split))
+        rng = random.Random(_split_seed(self.opts.seed, split))
         seen = set(exclude)
         records: list[dict] = []
         misses = 0  # consecutive duplicates: a long run means the problem space is exhausted
@@ -160,7 +158,7 @@ class ArithTask(Task):
     def load_splits(self) -> dict[str, list[dict]]:
         """``{"train": [n_train records], "test": [n_test records]}``; disjoint questions, cached."""
         if self._splits is None:
-            test = self._generate("test", self.cfg["n_test"], exclude=set())
-            train = self._generate("train", self.cfg["n_train"], exclude={r["question"] for r in test})
+            test = self._generate("test", self.opts.n_test, exclude=set())
+            train = self._generate("train", self.opts.n_train, exclude={r["question"] for r in test})
             self._splits = {"train": train, "test": test}
         return self._splits

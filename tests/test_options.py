@@ -6,7 +6,7 @@ import yaml
 
 from harness.errors import UserError
 from harness.options import defaults, describe, parse_options
-from harness.registry import available, get_algorithm
+from harness.registry import available, get, get_algorithm
 from tests.conftest import ROOT, run_cli
 
 
@@ -20,12 +20,14 @@ def _flatten(d, prefix=""):
     return out
 
 
-@pytest.mark.parametrize("name", available("algorithm"))
-def test_yaml_matches_the_declared_options(name):
+@pytest.mark.parametrize("kind,name", [("algorithm", n) for n in available("algorithm")] +
+                         [("task", n) for n in available("task")])
+def test_yaml_matches_the_declared_options(kind, name):
     """The yaml (what Hydra composes and users read) declares exactly the plug-in's options, with the same
     defaults; every option has a one-line doc."""
-    cls = get_algorithm(name)
-    raw = yaml.safe_load((ROOT / "sweeps" / "algo" / f"{name}.yaml").read_text())
+    cls = get(kind, name)
+    group = "algo" if kind == "algorithm" else "task"
+    raw = yaml.safe_load((ROOT / "sweeps" / group / f"{name}.yaml").read_text())
     assert raw.pop("name") == name
     ours, declared = _flatten(raw), _flatten(defaults(cls.Options))
     assert set(ours) == set(declared), f"{name}.yaml keys differ from {cls.__name__}.Options: " \
@@ -67,6 +69,7 @@ def test_every_option_class_is_a_dataclass_with_defaults():
 @pytest.mark.parametrize("args,msg", [
     (["algo=dqo", "algo.betta=0.2"], "unknown option algo.betta (did you mean algo.beta?)"),
     (["-m", "algo=dqo,ppo", "++algo.lam=0.5"], "unknown option algo.lam for ppo"),
+    (["task=gsm8k", "++task.n_shots=2"], "unknown option task.n_shots (did you mean task.n_shot?)"),
 ])
 def test_unknown_algo_key_stops_with_one_line_before_any_work(tmp_path, args, msg):
     res = run_cli([*args, f"results_dir={tmp_path}"])
@@ -89,3 +92,12 @@ def test_a_group_default_set_by_a_plug_in_is_its_declared_default():
     assert defaults(Opts)["budget"] == {"prompts": 7, "gen_tokens": None}
     assert ("budget.prompts", "int", "7") == describe(Opts)[-2][:3]
     assert parse_options(Opts, {"prompt_pool": 3}, "algo").budget.prompts == 7
+
+
+def test_options_command_lists_every_option_with_its_doc(capsys):
+    from harness.options import main
+
+    assert main(["dqo", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "algo.is_self_normalize" in out and "(>= 0 and <= 1)" in out and "algo=reference  (no options)" in out
+    assert main(["nope"]) == 2 and "unknown algorithm 'nope'" in capsys.readouterr().err
