@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 
 from algorithms._base import OnlineAlgorithm, OnlineOptions, TrajectoryAlgorithm, per_example
 from harness.options import option
@@ -37,7 +36,7 @@ class TBRMOptions(OnlineOptions):
     beta: float = option(0.1, "KL strength β: the residual compares V + Σℓ with R/β", gt=0)
     source: Literal["bank", "online"] = option(
         "bank", "bank: π_ref's samples, offline (shared with the offline family) | online: samples of the live "
-        "policy, one optimiser step per rollout batch (the paper's setting; the options below apply)")
+        "policy, one optimiser step per rollout batch (the paper's setting; the online loop's options apply)")
     prompts_per_iter: int = option(4, "online: prompts per rollout batch (4 × 8 samples = one batch of 32)", ge=1)
 
 

@@ -1,4 +1,4 @@
-"""Calibrate π_ref (DESIGN.md §10): greedy test accuracy of the tiny model along its SFT curve,
+"""Calibrate π_ref (docs/design.md §10): greedy test accuracy of the tiny model along its SFT curve,
 for several demonstration-split sizes. The default n_demo should put the plateau in 20-60%.
 
     python benchmarks/warm_start_curve.py --n-demo 100 300 1000 --steps 1500 --every 250

@@ -1,4 +1,4 @@
-"""Content-addressed artifacts (DESIGN.md §1): warm start, rollout bank, process values.
+"""Content-addressed artifacts (docs/design.md §1): warm start, rollout bank, process values.
 
 An artifact's key is a hash of exactly the config that determines it, so every job of a sweep that
 needs the same bank finds the one an earlier job built. Artifacts are built in a temporary folder and

@@ -1,4 +1,4 @@
-"""The rollout bank (DESIGN.md §1): K samples per RL prompt from π_ref, graded, with log π_ref per token.
+"""The rollout bank (docs/design.md §1): K samples per RL prompt from π_ref, graded, with log π_ref per token.
 
 Stored as parquet through ``datasets``; shared by every offline algorithm of a sweep (an artifact).
 """

@@ -1,4 +1,4 @@
-"""Evaluation (DESIGN.md §5): greedy pass@1, mean sampled accuracy and maj@k on the test split."""
+"""Evaluation (docs/design.md §5): greedy pass@1, mean sampled accuracy and maj@k on the test split."""
 from __future__ import annotations
 
 from collections import Counter

@@ -1,4 +1,4 @@
-"""Generation engines (DESIGN.md §3): prompts in; texts, token ids and per-token log-probs out.
+"""Generation engines (docs/design.md §3): prompts in; texts, token ids and per-token log-probs out.
 
 Every engine returns the log-probability of each sampled token under the *untempered* policy
 (log π(a|s)), so a bank sampled at T=1 carries exact reference log-probs and needs no second pass.

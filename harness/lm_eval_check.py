@@ -1,4 +1,4 @@
-"""lm-eval as a second evaluator (DESIGN.md §8): score a checkpoint with lm-eval's own ``gsm8k`` task
+"""lm-eval as a second evaluator (docs/design.md §8): score a checkpoint with lm-eval's own ``gsm8k`` task
 and grade the very same generations with our GSM8K grader, so the two can be compared item by item.
 
     python -m harness.lm_eval_check --model PATH [--data-dir /path/to/gsm8k] [--limit 200] [--num-fewshot 5]

@@ -1,6 +1,6 @@
 """Policies: any Hugging Face causal LM by hub id or local path, or ``tiny`` built from config.
 
-``tiny`` (DESIGN.md §3, §10) is a small Llama with a byte-level BPE tokenizer trained here on the
+``tiny`` (docs/design.md §3, §10) is a small Llama with a byte-level BPE tokenizer trained here on the
 task's own text, digits split one per token so that arithmetic is learnable by a ~1M-parameter model.
 """
 from __future__ import annotations

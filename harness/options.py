@@ -163,3 +163,26 @@ def defaults(cls) -> dict:
     """The declared defaults as a nested dict (interpolations left as written)."""
     return {f.name: dataclasses.asdict(d) if dataclasses.is_dataclass(d := _default(f)) else d
             for f in dataclasses.fields(cls)}
+
+
+def main(argv=None) -> int:
+    """``python -m harness.options [ALGO ...]``: every option of the named algorithms (all by default)."""
+    import sys
+
+    from harness.registry import available, get_algorithm
+
+    names = (argv if argv is not None else sys.argv[1:]) or available("algorithm")
+    try:
+        for name in names:
+            rows = describe(get_algorithm(name).Options)
+            print(f"algo={name}" + ("" if rows else "  (no options)"))
+            for key, tp, default, doc in rows:
+                print(f"  algo.{key:<24} {tp:<22} {default:<26} {doc}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Process values (DESIGN.md §4, DQO's "process score"): Monte-Carlo estimates v̂(s) at solution-step
+"""Process values (docs/design.md §4, DQO's "process score"): Monte-Carlo estimates v̂(s) at solution-step
 boundaries of the bank's samples, and the potential-based shaping they give.
 
 v̂(s) is the fraction of ``k`` rollouts from π_ref, continued from the sampled prefix s, that the task

@@ -1,4 +1,4 @@
-"""Where a result came from (DESIGN.md §5): code version, packages, device, grader, in every run record."""
+"""Where a result came from (docs/design.md §5): code version, packages, device, grader, in every run record."""
 from __future__ import annotations
 
 import importlib.metadata

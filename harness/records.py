@@ -1,4 +1,4 @@
-"""Run records (DESIGN.md §1): ``results/runs/<run-id>/{config.yaml, metrics.json, samples.jsonl, cost.json}``.
+"""Run records (docs/design.md §1): ``results/runs/<run-id>/{config.yaml, metrics.json, samples.jsonl, cost.json}``.
 
 Files are written atomically (temporary file, then rename) so a killed job never leaves a record
 that looks complete. A record is complete when ``metrics.json`` says ``status: ok``.

@@ -1,4 +1,4 @@
-"""Leaderboard from run records (DESIGN.md §5): ``runs.csv`` (one row per run), ``leaderboard.csv``
+"""Leaderboard from run records (docs/design.md §5): ``runs.csv`` (one row per run), ``leaderboard.csv``
 (one row per task × model × algo × variant: means over seeds, a 95% bootstrap CI over seeds and test
 items, and a paired comparison with a baseline on the same test items), ``leaderboard.md`` (the same
 for a person) and ``accuracy_vs_cost.png``.

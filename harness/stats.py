@@ -1,4 +1,4 @@
-"""Uncertainty for the leaderboard (DESIGN.md §5): bootstrap over seeds *and* test items.
+"""Uncertainty for the leaderboard (docs/design.md §5): bootstrap over seeds *and* test items.
 
 Accuracy varies with the run seed (bank, data order, sampling) and with which test items happen to be
 in the test set; a confidence interval that ignores either is too narrow. Each replicate resamples

@@ -7,7 +7,7 @@ v̂(s) (``k`` π_ref rollouts each: the prompt's are its k samples, the steps' c
 read at the same states and compared with v̂: over all states, and over the prompts alone (DRO's
 value model predicts V(x) only).
 
-V_φ estimates the *soft* value (DESIGN.md §4), which for {0, 1} rewards is a monotone function of the
+V_φ estimates the *soft* value (docs/design.md §4), which for {0, 1} rewards is a monotone function of the
 success probability, not the probability itself; the rank correlation (Spearman) is therefore the
 figure to read, with Pearson beside it. This is a diagnostic: its cost is recorded under
 ``cost.json: diagnostics``, not in the algorithm's data cost.

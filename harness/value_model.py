@@ -1,4 +1,4 @@
-"""The value model V_φ (DESIGN.md §3): a causal-LM trunk with a zero-initialised scalar head.
+"""The value model V_φ (docs/design.md §3): a causal-LM trunk with a zero-initialised scalar head.
 
 V(s_h) for response token h is read from the trunk's hidden state at the last token of s_h, i.e. the
 position whose logits predict token h; V(x) (DRO) is therefore the value at the last prompt token.
