@@ -1,13 +1,12 @@
 """The GSM8K task (tasks/gsm8k.py): numeric grading of real-format answers, prompts, solutions."""
 import json
-from pathlib import Path
 
 import pytest
 
 from harness.errors import UserError
 from tasks import get_task
+from tests.conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +10,8 @@ import tasks._grading as grading
 from harness.grade_parallel import grade_many
 from tasks import get_task
 from tasks._grading import clean_latex, extract_math_answer, last_boxed, math_answers_equal, normalize_math_answer
+from tests.conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
