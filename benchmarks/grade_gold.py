@@ -1,6 +1,6 @@
 """Validate the GSM8K and MATH graders on every gold solution, and measure grading throughput.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.grade_gold [--data ../shared/data] [--workers 2] [--skip-pool]
+    OMP_NUM_THREADS=1 python -m benchmarks.grade_gold [--data /path/to/data] [--workers 2] [--skip-pool]
 
 Prints, per split: gold solutions graded correct (must be all for GSM8K; every MATH failure is listed
 with its gold answer), gold answers perturbed to be wrong (the last integer + 1: "N+1", a changed
@@ -98,7 +98,9 @@ def math_verify_alone(task, split: str, exs: list[dict]) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                    help="folder with gsm8k/, math/ and math500/ subfolders of train.jsonl/test.jsonl "
+                         "(default: shared/data beside the checkout)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-pool", action="store_true", help="no process-pool throughput measurement")
     ap.add_argument("--skip-mv-alone", action="store_true", help="skip math-verify-alone diagnostics")
