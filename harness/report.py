@@ -72,7 +72,10 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     for (task, model, algo, vid), g in runs.groupby(["task", "model", "algo", "variant_id"], sort=True):
         ok = g[g.status == "ok"]
         n_failed = int((g.status != "ok").sum())
-        row = {"task": task, "model": model, "algo": algo, "variant": g.variant.iloc[-1], "variant_id": vid,
+        # Runs of one variant_id compute the same thing; their labels differ when a run set explicitly what is
+        # (now) a default, e.g. a tuning run's `algo.lr=` that became the yaml's value: show the shortest.
+        row = {"task": task, "model": model, "algo": algo, "variant": min(g.variant, key=lambda v: (len(v), v)),
+               "variant_id": vid,
                "n_seeds": int(ok.seed.nunique()),
                "status": "ok" if not n_failed else ("failed" if ok.empty else f"partial ({n_failed} failed)")}
         if not ok.empty:

@@ -122,14 +122,16 @@ class Learner:
         seqs = [ex[s] for s in self.algo.slots for ex in examples]
         return collate(seqs, self.pad_id, self.accelerator.device, self.algo.token_fields, self.algo.sequence_fields)
 
-    def slot_tensors(self, examples: list[dict], policy: bool = True, values: bool = True) -> dict[str, dict]:
-        """What ``loss`` reads: per slot, the completion tensors of one forward pass over ``examples``."""
+    def slot_tensors(self, examples: list[dict], grad: bool = True) -> dict[str, dict]:
+        """What ``loss`` reads: per slot, the completion tensors of one forward pass over ``examples``. Without
+        ``grad``: the policy's alone (for batch statistics), counted as forward-only tokens."""
         t = self.collate(examples)
-        if torch.is_grad_enabled():
+        if grad:
             self.tokens += int(t["attention_mask"].sum())
         else:
             self.forward_tokens += int(t["attention_mask"].sum())
-        logps, v, extra = self.forward(t, policy=policy, values=values)
+        with torch.set_grad_enabled(grad):
+            logps, v, extra = self.forward(t, values=grad)
         inputs = {"logps": logps, "values": v, **extra}
         inputs |= {k: x for k, x in t.items() if k not in ("input_ids", "attention_mask", "pred_pos", "completion_ids")}
         n = len(examples)
@@ -139,11 +141,10 @@ class Learner:
     def statistics(self, micro: list[list[dict]], n_examples: int) -> dict[str, torch.Tensor]:
         """The plug-in's batch statistics, averaged over every example of the optimiser batch (no gradient)."""
         sums: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            for m in micro:
-                values = self.algo.batch_statistics(self.slot_tensors(m, values=False))
-                for key in self.algo.statistics:
-                    sums[key] = sums.get(key, 0.0) + values[key].sum()
+        for m in micro:
+            values = self.algo.batch_statistics(self.slot_tensors(m, grad=False))
+            for key in self.algo.statistics:
+                sums[key] = sums.get(key, 0.0) + values[key].sum()
         return {k: v / n_examples for k, v in sums.items()}
 
     def step(self, batch: list[dict], step: int) -> dict:

@@ -22,6 +22,13 @@ def test_hyperparameter_variants_are_separate_rows():
     assert lam0.variant == "algo.lam=0" and abs(lam0.accuracy - 0.15) < 1e-9
 
 
+def test_a_variant_shows_its_shortest_label():
+    """A tuning run's `algo.lr=1e-05` and a later run at the same (now default) lr are one variant and one row."""
+    runs = pd.DataFrame([_run("reference", 0, 0.4), _run("dqo", 0, 0.5, "algo.lr=1e-05"), _run("dqo", 1, 0.6)])
+    board = leaderboard(runs)
+    assert len(board) == 2 and board.iloc[1].variant == "" and board.iloc[1].n_seeds == 2
+
+
 def test_variant_label_keeps_only_what_changes_the_run():
     spec = {"algo": {"name": "dqo", "lam": 0.0}, "train": {"steps": 5}, "seed": 1}
     overrides = ["algo=dqo", "algo.lam=0", "seed=1", "results_dir=/tmp/x", "train.steps=5", "bank.k=2"]
