@@ -97,6 +97,7 @@ def run_job(cfg: DictConfig) -> dict:
     """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
     algo = make_algo(cfg)
     load_task(cfg)
+    get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
     check_config(cfg)
     check_engine(str(cfg.generation.engine))  # before the warm start, not after it
     if algo.online:
