@@ -19,7 +19,7 @@ BATCH = 8
 VARIANTS = [(n, {}) for n in available("algorithm") if get_algorithm(n).trains] + [
     ("dqo", {"is_self_normalize": True}), ("dqo", {"value_model": "shared", "value_coef": 0.5}),
     ("kto", {"desirable_weight": 1.3}), ("grpo", {"loss_type": "grpo"}), ("grpo", {"loss_type": "dr_grpo"}),
-    ("tbrm", {"source": "online"}), ("apo", {"entropy_coef": 0.01, "filter_all_incorrect": True})]
+    ("tbrm", {"source": "bank"}), ("apo", {"entropy_coef": 0.01, "filter_all_incorrect": True})]
 
 
 def bank(tok, ref_model, n_prompts=6, k=4):
