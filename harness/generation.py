@@ -45,8 +45,10 @@ class HFEngine(Engine):
     as batch x steps x vocab: lower ``generation.batch_size`` for large-vocabulary models.
     """
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 256):
+    def __init__(self, model, tokenizer, *, batch_size: int = 256, exact_logprobs: bool = True):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+        # False when the trainer autocasts (bf16/fp16) while generate runs in the weights' dtype
+        self.exact_logprobs = exact_logprobs
 
     def load_weights(self, model) -> None:
         self.model = model  # the same module the trainer updates: nothing to copy
@@ -177,9 +179,10 @@ def check_engine(name: str) -> None:
 
 
 def make_engine(name: str, model, tokenizer, *, batch_size: int = 256, model_path: str | None = None,
-                gpu_memory_utilization: float = 0.3) -> Engine:
-    """``hf`` samples from ``model`` itself; ``vllm`` loads ``model_path`` (π_ref) into its own engine."""
+                gpu_memory_utilization: float = 0.3, exact_logprobs: bool = True) -> Engine:
+    """``hf`` samples from ``model`` itself (its log-probs are the trainer's when ``exact_logprobs``: no
+    autocast); ``vllm`` loads ``model_path`` (π_ref) into its own engine."""
     check_engine(name)
     if name == "hf":
-        return HFEngine(model, tokenizer, batch_size=batch_size)
+        return HFEngine(model, tokenizer, batch_size=batch_size, exact_logprobs=exact_logprobs)
     return VLLMEngine(model_path or model.name_or_path, tokenizer, gpu_memory_utilization=gpu_memory_utilization)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from harness import compute
 from harness.errors import UserError
 from harness.grade_parallel import grade_many
+from harness.memory import adapters_off
 from harness.sequences import collate, completion_logps
 from harness.compute import mean_length, train_stage_flops
 from harness.training import Learner, check_batch_sizes, log_step
@@ -153,8 +154,7 @@ def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_
         t = collate(chunk, pad_id, device)
         with learner.evaluating():
             logps, values, _ = learner.forward(t, policy=need_policy, values=need_values)
-        with learner.accelerator.autocast():
-            ref = completion_logps(ref_model, t)[0] if algo.needs_ref else None
+        ref = _ref_logps(ref_model, learner, t) if algo.needs_ref else None
         for row, s in enumerate(chunk):
             n = len(s["completion_ids"])
             for key, x in (("old_logps", logps), ("old_values", values), ("ref_logps", ref)):
@@ -168,3 +168,12 @@ def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_
                   "reward_mean": sum(rewards) / len(rewards),
                   "frac_prompts_mixed": sum(0 < sum(p) < len(p) for p in per_prompt) / len(per_prompt),
                   "mean_len": gen / len(seqs)}
+
+
+def _ref_logps(ref_model, learner, t):
+    """log π_ref of a rollout batch: the frozen copy, or (LoRA) the policy with its adapters off."""
+    with learner.accelerator.autocast():
+        if ref_model is not None:
+            return completion_logps(ref_model, t)[0]
+        with learner.evaluating(), adapters_off(learner.model):
+            return completion_logps(learner.model, t)[0]

@@ -25,6 +25,7 @@ from harness.checks import check_config
 from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
+from harness.memory import adapters_off, check_levers, dtype_of, lora_enabled, trainable
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
 from harness.process_values import build_process_values, load_process_values, shaping
@@ -32,7 +33,7 @@ from harness.provenance import provenance
 from harness.records import atomic_write, is_complete, read_json, run_id, write_json, write_jsonl
 from harness.registry import REFERENCE, get_algorithm
 from harness.sequences import fill_ref_logps
-from harness.training import make_accelerator, train
+from harness.training import make_accelerator, mixed_precision, train
 from harness.value_check import build_value_states, value_correlation
 from harness.value_model import ValueHead, ValueModel
 from harness.variants import interpolated_keys, variant_id, variant_label
@@ -84,6 +85,7 @@ def run_spec(cfg, algo) -> dict:
             for k in sections}
     if algo.online:
         del spec["train"]["steps"]  # an online run's steps follow from algo.budget
+    spec["model"].pop("gradient_checkpointing", None)  # saves memory, changes no result
     return spec
 
 
@@ -99,6 +101,8 @@ def run_job(cfg: DictConfig) -> dict:
     load_task(cfg)
     get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
     check_config(cfg)
+    mixed_precision(str(cfg.train.precision))
+    check_levers(cfg.model, str(cfg.generation.engine))
     check_engine(str(cfg.generation.engine))  # before the warm start, not after it
     if algo.online:
         online_plan(algo, int(cfg.train.batch_size))
@@ -176,7 +180,7 @@ def _run(cfg, algo, run_dir: Path) -> dict:
     task, task_spec, n_demo = load_task(cfg)
     job = Job(cfg=cfg, algo=algo, task=task, task_spec=task_spec, n_demo=n_demo, seed=seed,
               store=ArtifactStore(Path(cfg.results_dir) / "artifacts"), meter=compute.Meter(),
-              accelerator=make_accelerator())
+              accelerator=make_accelerator(str(cfg.train.precision)))
     with job.meter.stage("data"):
         splits = task.load_splits()
         demo, rl_prompts = split_train(splits["train"], n_demo)
@@ -228,16 +232,18 @@ def load_policy(job: Job, splits: dict, demo: list[dict]) -> None:
         job.ref_key = path.name  # content-addressed: artifacts keyed on it survive a moved results_dir
     job.tok = load_tokenizer(job.ref_path)
     job.task.bind_tokenizer(job.tok)  # fixes the prompt style: chat template if π_ref's tokenizer has one
-    job.model = load_model(job.ref_path, device=job.accelerator.device)
+    job.model = load_model(job.ref_path, dtype=dtype_of(cfg.model.dtype), device=job.accelerator.device)
     job.engine = make_engine(cfg.generation.engine, job.model, job.tok, batch_size=int(cfg.generation.batch_size),
-                             model_path=job.ref_path, gpu_memory_utilization=float(cfg.vllm.gpu_memory_utilization))
+                             model_path=job.ref_path, gpu_memory_utilization=float(cfg.vllm.gpu_memory_utilization),
+                             exact_logprobs=job.accelerator.mixed_precision == "no")
 
 
 def rollout_bank(job: Job, rl_prompts: list[dict]) -> list[dict]:
     """The bank (a cached artifact: ``bank.k`` samples from π_ref for the first ``bank.n_prompts`` RL prompts),
     with process-value shaping on its samples when the plug-in uses it."""
     cfg, n = job.cfg, int(job.cfg.bank.n_prompts)
-    bank_spec = {"ref": job.ref_key, "task": job.task_spec, "n_demo": job.n_demo, "seed": job.seed,
+    bank_spec = {"ref": job.ref_key, "dtype": cfg.model.dtype, "task": job.task_spec, "n_demo": job.n_demo,
+                 "seed": job.seed,
                  "bank": OmegaConf.to_container(cfg.bank, resolve=True),
                  "generation": OmegaConf.to_container(cfg.generation, resolve=True)}
 
@@ -293,7 +299,8 @@ def value_states(job: Job, rl_prompts: list[dict]) -> dict:
         log.warning("value check skipped: the bank uses all %d RL prompts, none is held out", len(rl_prompts))
         return {}
     # "format": bumped when the artifact's contents change, so an old one is never read as new
-    spec = {"format": 2, "ref": job.ref_key, "task": job.task_spec, "n_demo": job.n_demo, "after": start,
+    spec = {"format": 2, "ref": job.ref_key, "dtype": cfg.model.dtype, "task": job.task_spec, "n_demo": job.n_demo,
+            "after": start,
             "value_check": OmegaConf.to_container(cfg.value_check, resolve=True),
             "generation": OmegaConf.to_container(cfg.generation, resolve=True)}
 
@@ -309,12 +316,14 @@ def value_states(job: Job, rl_prompts: list[dict]) -> dict:
 
 
 def make_value_model(job: Job):
-    """V_φ for algorithms that need one: a copy of π_ref's trunk (``separate``) or a head on the policy's."""
+    """V_φ for algorithms that need one: a copy of π_ref's trunk (``separate``, under the memory levers) or a
+    head on the policy's."""
     if not job.algo.needs_value_model:
         return None
     device = job.accelerator.device
     if job.algo.opts.value_model == "separate":
-        return ValueModel(load_model(job.ref_path, device=device))
+        trunk = load_model(job.ref_path, dtype=dtype_of(job.cfg.model.dtype), device=device)
+        return ValueModel(trainable(trunk, job.cfg.model, task_type=None))
     return ValueHead(job.model.config.hidden_size).to(device)
 
 
@@ -328,7 +337,7 @@ def train_offline_stage(job: Job, data: TrainData, run_dir: Path) -> Trained:
         seq_len = compute.mean_length(examples, algo.slots)
         ref_tokens = fill_ref_logps(job.model, examples, algo.slots, job.tok.pad_token_id, job.accelerator.device)
         value_model = make_value_model(job)
-        res = train(job.model, algo, examples, cfg.train, seed=job.seed, pad_id=job.tok.pad_token_id,
+        res = train(trainable(job.model, cfg.model), algo, examples, cfg.train, seed=job.seed, pad_id=job.tok.pad_token_id,
                     accelerator=job.accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
                     value_model=value_model)
         job.engine.load_weights(res["model"])
@@ -340,10 +349,13 @@ def train_offline_stage(job: Job, data: TrainData, run_dir: Path) -> Trained:
 
 def train_online_stage(job: Job, rl_prompts: list[dict], run_dir: Path) -> Trained:
     """The online loop (``harness/online.py``), which meters its own rollout and train stages."""
-    algo = job.algo
-    device = job.accelerator.device
-    ref_model = load_model(job.ref_path, device=device).eval().requires_grad_(False) if algo.needs_ref else None
-    res = train_online(algo, rl_prompts, job.task, job.engine, model=job.model, ref_model=ref_model,
+    algo, mcfg = job.algo, job.cfg.model
+    # π_ref: a frozen copy, or, with LoRA, the policy itself with its adapters off (ref_model None)
+    ref_model = None
+    if algo.needs_ref and not lora_enabled(mcfg):
+        ref_model = load_model(job.ref_path, dtype=dtype_of(mcfg.dtype), device=job.accelerator.device)
+        ref_model.eval().requires_grad_(False)
+    res = train_online(algo, rl_prompts, job.task, job.engine, model=trainable(job.model, mcfg), ref_model=ref_model,
                        value_model=make_value_model(job), cfg=job.cfg, seed=job.seed, pad_id=job.tok.pad_token_id,
                        accelerator=job.accelerator, meter=job.meter, ckpt_dir=run_dir / "checkpoint",
                        desc=f"train {algo.name}")

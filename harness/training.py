@@ -24,12 +24,27 @@ from harness.value_model import ValueHead, gather_values
 log = logging.getLogger(__name__)
 
 
-def make_accelerator():
-    """bf16 autocast on a GPU, fp32 on the CPU; the same Accelerator serves every stage of a job."""
+#: ``train.precision`` -> accelerate's mixed_precision
+PRECISIONS = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+
+
+def mixed_precision(precision: str = "auto") -> str:
+    """accelerate's ``mixed_precision`` for ``train.precision``: ``auto`` is bf16 on a GPU and fp32 on a CPU."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        return "bf16" if cuda else "no"
+    if precision not in PRECISIONS:
+        raise UserError(f"train.precision={precision!r}: valid values are auto, {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not cuda:
+        raise UserError("train.precision=fp16 needs a GPU (fp16 autocast is GPU-only); use bf16 or fp32 on a CPU")
+    return PRECISIONS[precision]
+
+
+def make_accelerator(precision: str = "auto"):
+    """The Accelerator every stage of a job shares: the device, and autocast at ``train.precision``."""
     from accelerate import Accelerator
 
-    cuda = torch.cuda.is_available()
-    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(precision))
 
 
 def step_batches(n_examples: int, batch_size: int, steps: int, seed: int):

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from algorithms._base import TrainData
 from harness import compute
+from harness.memory import dtype_of
 from harness.models import build_tiny_model, count_parameters, load_model, load_tokenizer, train_tiny_tokenizer
 from harness.registry import get_algorithm
 from harness.training import train
@@ -32,7 +33,10 @@ def encode_demo(tokenizer, task, demo: list[dict]) -> list[dict]:
 
 def warm_start_spec(cfg, task_spec: dict) -> dict:
     """Exactly the config that determines π_ref: its cache key."""
-    return {"model": OmegaConf.to_container(cfg.model), "task": task_spec,
+    model = OmegaConf.to_container(cfg.model)
+    for lever in ("lora", "gradient_checkpointing"):  # applied to the algorithm's training, not to π_ref's
+        model.pop(lever, None)
+    return {"model": model, "task": task_spec,
             "warm_start": OmegaConf.to_container(cfg.warm_start), "train": _sft_train_cfg(cfg)}
 
 
@@ -48,7 +52,7 @@ def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out
     m = cfg.model
     if m.name_or_path:
         tok = load_tokenizer(m.name_or_path)
-        model = load_model(m.name_or_path)
+        model = load_model(m.name_or_path, dtype=dtype_of(m.dtype))
     else:
         texts = [task.prompt(ex) for ex in splits["train"]] + [task.solution(ex) for ex in demo]
         tok = train_tiny_tokenizer(texts, int(m.vocab_size))
