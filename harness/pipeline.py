@@ -25,7 +25,7 @@ from harness.checks import check_config
 from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
-from harness.memory import adapters_off, check_levers, dtype_of, lora_enabled, trainable
+from harness.memory import check_levers, dtype_of, lora_enabled, trainable
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
 from harness.process_values import build_process_values, load_process_values, shaping
