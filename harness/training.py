@@ -126,6 +126,16 @@ class Learner:
             for m, mode in zip(mods, modes):
                 m.train(mode)
 
+    @contextlib.contextmanager
+    def _sync(self, last: bool):
+        """Gradient synchronisation across processes only on the last micro-batch of a step (DDP's no_sync)."""
+        with contextlib.ExitStack() as stack:
+            if not last and self.accelerator.num_processes > 1:
+                for m in (self.model, self.value_model):
+                    if m is not None:
+                        stack.enter_context(self.accelerator.no_sync(m))
+            yield
+
     def skip_step(self) -> None:
         """Advance the LR schedules without an update (online early stopping keeps the planned schedule)."""
         self.scheduler.step()
@@ -154,43 +164,56 @@ class Learner:
                 for j, s in enumerate(self.algo.slots)}
 
     def statistics(self, micro: list[list[dict]], n_examples: int) -> dict[str, torch.Tensor]:
-        """The plug-in's batch statistics, averaged over every example of the optimiser batch (no gradient)."""
-        sums: dict[str, torch.Tensor] = {}
+        """The plug-in's batch statistics, averaged over every example of the optimiser batch (no gradient):
+        this process's micro-batches, summed over the processes."""
+        sums = {}
         for m in micro:
             values = self.algo.batch_statistics(self.slot_tensors(m, grad=False))
             for key in self.algo.statistics:
                 sums[key] = sums.get(key, 0.0) + values[key].sum()
+        if self.accelerator.num_processes > 1:
+            sums = {k: self.accelerator.reduce(v, "sum") for k, v in sums.items()}
         return {k: v / n_examples for k, v in sums.items()}
 
     def step(self, batch: list[dict], step: int) -> dict:
         """One optimiser step on ``batch`` (``step`` counts from 1, for messages); returns its record.
 
         The plug-in's terms are reduced here, over the whole batch: counts first, then each micro-batch's
-        share of the batch mean is back-propagated, so how the batch is split never changes the update."""
+        share of the batch mean is back-propagated, so how the batch is split never changes the update.
+        With several processes (every one holds the same ``batch``) each takes every W-th example; its shares
+        are multiplied by W because DDP averages the processes' gradients, and gradients are synchronised
+        once, on the last micro-batch."""
         algo, acc = self.algo, self.accelerator
-        mbsz = self.micro_batch_size or len(batch)
-        micro = [batch[i:i + mbsz] for i in range(0, len(batch), mbsz)]
-        counts = batch_counts(batch, algo.slots)
-        stats = {}
-        if algo.statistics and len(micro) > 1:
-            stats = self.statistics(micro, len(batch))
+        world, rank = acc.num_processes, acc.process_index
+        if len(batch) < world:
+            raise UserError(f"train.batch_size={len(batch)} is smaller than the {world} processes; raise it")
+        counts = batch_counts(batch, algo.slots)  # the whole batch's: every process knows it
+        local = batch[rank::world]
+        mbsz = self.micro_batch_size or len(local)
+        micro = [local[i:i + mbsz] for i in range(0, len(local), mbsz)]
+        one_pass = len(micro) == 1 and world == 1  # then the statistics come from the training pass itself
+        stats = self.statistics(micro, len(batch)) if algo.statistics and not one_pass else {}
         totals, metrics = {}, {}
-        for m in micro:
-            parts = self.slot_tensors(m)
-            if algo.statistics and len(micro) == 1:  # one micro-batch: the statistics come from this very pass
-                with torch.no_grad():
-                    stats = {k: algo.batch_statistics(parts)[k].mean() for k in algo.statistics}
-            terms, mets = algo.loss(parts, stats)
-            loss = 0.0
-            for name, share in reduce_terms(terms, parts, counts).items():
-                if not torch.isfinite(share):
-                    raise FloatingPointError(f"{algo.name}: non-finite loss term {name!r} ({share.item()}) at step "
-                                             f"{step}; lower the learning rate (lr={self.lr:g}) or check the data")
-                totals[name] = totals.get(name, 0.0) + share.item()
-                loss = loss + share
-            acc.backward(loss)
+        for i, m in enumerate(micro):
+            with self._sync(last=i == len(micro) - 1):
+                parts = self.slot_tensors(m)
+                if algo.statistics and one_pass:
+                    with torch.no_grad():
+                        stats = {k: algo.batch_statistics(parts)[k].mean() for k in algo.statistics}
+                terms, mets = algo.loss(parts, stats)
+                loss = 0.0
+                for name, share in reduce_terms(terms, parts, counts).items():
+                    if not torch.isfinite(share):
+                        raise FloatingPointError(f"{algo.name}: non-finite loss term {name!r} ({share.item()}) at "
+                                                 f"step {step}; lower the learning rate (lr={self.lr:g}) or check the data")
+                    totals[name] = totals.get(name, 0.0) + share.item()
+                    loss = loss + share
+                acc.backward(loss * world)
             for key, v in mets.items():  # metrics: means over the micro-batches, weighted by their examples
-                metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(batch)
+                metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(local)
+        if world > 1:  # the record is the whole batch's: term shares summed, metrics averaged over processes
+            totals = {k: self.accelerator.reduce(torch.tensor(v), "sum").item() for k, v in totals.items()}
+            metrics = {k: self.accelerator.reduce(torch.tensor(v), "mean").item() for k, v in metrics.items()}
         max_norm = float(self.cfg.max_grad_norm or 0)
         gnorm = acc.clip_grad_norm_(self.params, max_norm) if max_norm else None
         self.optimizer.step()
