@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
+
+from harness.sampling import GumbelSampler, request_keys
 
 
 @dataclass
@@ -23,7 +26,9 @@ class Sample:
 
 class Engine(abc.ABC):
     """One interface for every backend; ``generate`` returns ``n`` samples for each prompt (a string, or a
-    list of token ids to continue exactly)."""
+    list of token ids to continue exactly). ``keys`` name the prompts for the sampling noise (their index in
+    the list by default): a sample depends on (seed, key, sample index) only, so a shard of the prompts,
+    given its keys, draws what the whole list draws (``harness/sampling.py``)."""
 
     #: the log-probs come from the trainer's own model and numerics, so they can serve as log π_old
     exact_logprobs: bool = True
@@ -34,15 +39,18 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, prompts: list[str], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 64, seed: int = 0, desc: str = "generate") -> list[list[Sample]]:
+                 max_new_tokens: int = 64, seed: int = 0, desc: str = "generate",
+                 keys: list[int] | None = None) -> list[list[Sample]]:
         ...
 
 
 class HFEngine(Engine):
     """transformers ``generate`` with KV cache, left-padded batches, CPU or GPU.
 
-    ``temperature=0`` is greedy. Raw logits of every step are kept for the log-probs, so memory grows
-    as batch x steps x vocab: lower ``generation.batch_size`` for large-vocabulary models.
+    ``temperature=0`` is greedy; otherwise greedy decoding over logits plus per-request Gumbel noise
+    (``harness/sampling.py``), so the batch a request lands in never changes what it draws. Raw logits of
+    every step are kept for the log-probs, so memory grows as batch x steps x vocab: lower
+    ``generation.batch_size`` for large-vocabulary models.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 256, exact_logprobs: bool = True):
@@ -54,8 +62,10 @@ class HFEngine(Engine):
         self.model = model  # the same module the trainer updates: nothing to copy
 
     @torch.no_grad()
-    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate"):
+    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate",
+                 keys=None):
         model, tok = self.model, self.tok
+        keys = list(range(len(prompts))) if keys is None else list(keys)
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -69,18 +79,17 @@ class HFEngine(Engine):
         out: list[list[Sample | None]] = [[None] * n for _ in prompts]
         greedy = temperature == 0
         bar = tqdm(total=len(requests), desc=desc, unit="seq", leave=False, disable=None)
-        for b, start in enumerate(range(0, len(requests), self.batch_size)):
+        for start in range(0, len(requests), self.batch_size):
             chunk = requests[start:start + self.batch_size]
             ids = [enc[i] for i, _ in chunk]
             width = max(map(len, ids))
             input_ids = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in ids], device=device)
             attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
-            # Seeded per batch: the same config gives the same samples, whatever ran before.
-            torch.manual_seed(seed * 1_000_003 + b)
+            sampler = [] if greedy else [GumbelSampler(
+                request_keys(seed, [keys[i] for i, _ in chunk], [j for _, j in chunk]), width, temperature, top_p)]
             gen = model.generate(
-                input_ids=input_ids, attention_mask=attn, max_new_tokens=max_new_tokens,
-                do_sample=not greedy, temperature=None if greedy else temperature,
-                top_p=None if greedy else top_p, top_k=None if greedy else 0,
+                input_ids=input_ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
+                temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList(sampler),
                 pad_token_id=tok.pad_token_id, eos_token_id=eos_ids,
                 output_logits=True, return_dict_in_generate=True,
             )
@@ -143,14 +152,18 @@ class VLLMEngine(Engine):
         runner.load_weights((name, p.detach()) for name, p in model.state_dict().items())
         self.llm.reset_prefix_cache()  # cached prefixes hold the old weights' keys and values
 
-    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate"):
+    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate",
+                 keys=None):
         from vllm import SamplingParams
 
         enc = [list(p) for p in prompts] if prompts and not isinstance(prompts[0], str) else \
             self.tok(prompts, add_special_tokens=True)["input_ids"]
+        keys = list(range(len(prompts))) if keys is None else list(keys)
         greedy = temperature == 0
-        params = SamplingParams(n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
-                                max_tokens=max_new_tokens, logprobs=0)
+        # a seed per prompt (vLLM's per-request generator): a prompt draws the same n samples in any batch
+        seeds = request_keys(seed, keys, [0] * len(keys)).tolist()
+        params = [SamplingParams(n=n, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
+                                 max_tokens=max_new_tokens, logprobs=0, seed=s & 0x7FFFFFFF) for s in seeds]
         outs = self.llm.generate([{"prompt_token_ids": ids} for ids in enc], params, use_tqdm=False)
         result = []
         for ids, o in zip(enc, outs):

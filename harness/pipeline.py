@@ -32,6 +32,7 @@ from harness.process_values import build_process_values, load_process_values, sh
 from harness.provenance import provenance
 from harness.records import atomic_write, is_complete, read_json, run_id, write_json, write_jsonl
 from harness.registry import REFERENCE, get_algorithm
+from harness.sampling import SAMPLER
 from harness.sequences import fill_ref_logps
 from harness.training import make_accelerator, mixed_precision, train
 from harness.value_check import build_value_states, value_correlation
@@ -74,6 +75,12 @@ def split_train(train: list[dict], n_demo: int) -> tuple[list[dict], list[dict]]
     return [train[i] for i in order[:n_demo]], [train[i] for i in order[n_demo:]]
 
 
+def generation_key(cfg) -> dict:
+    """What of ``generation`` decides the samples: the engine and its sampler. Not the batch size: a request's
+    sampling noise is its own (``harness/sampling.py``)."""
+    return {"engine": str(cfg.generation.engine), "sampler": SAMPLER}
+
+
 def run_spec(cfg, algo) -> dict:
     """Exactly the config sections this run's result depends on: its key."""
     sections = list(_BASE_SECTIONS) + (["train"] if algo.trains else []) + (["bank"] if algo.needs_bank else [])
@@ -86,6 +93,7 @@ def run_spec(cfg, algo) -> dict:
     if algo.online:
         del spec["train"]["steps"]  # an online run's steps follow from algo.budget
     spec["model"].pop("gradient_checkpointing", None)  # saves memory, changes no result
+    spec["generation"] = generation_key(cfg)
     return spec
 
 
@@ -244,8 +252,7 @@ def rollout_bank(job: Job, rl_prompts: list[dict]) -> list[dict]:
     cfg, n = job.cfg, int(job.cfg.bank.n_prompts)
     bank_spec = {"ref": job.ref_key, "dtype": cfg.model.dtype, "task": job.task_spec, "n_demo": job.n_demo,
                  "seed": job.seed,
-                 "bank": OmegaConf.to_container(cfg.bank, resolve=True),
-                 "generation": OmegaConf.to_container(cfg.generation, resolve=True)}
+                 "bank": OmegaConf.to_container(cfg.bank, resolve=True), "generation": generation_key(cfg)}
 
     def build(out):
         meta = build_bank(job.engine, job.task, rl_prompts[:n], cfg.bank, seed=job.seed, out_dir=out)
@@ -301,8 +308,7 @@ def value_states(job: Job, rl_prompts: list[dict]) -> dict:
     # "format": bumped when the artifact's contents change, so an old one is never read as new
     spec = {"format": 2, "ref": job.ref_key, "dtype": cfg.model.dtype, "task": job.task_spec, "n_demo": job.n_demo,
             "after": start,
-            "value_check": OmegaConf.to_container(cfg.value_check, resolve=True),
-            "generation": OmegaConf.to_container(cfg.generation, resolve=True)}
+            "value_check": OmegaConf.to_container(cfg.value_check, resolve=True), "generation": generation_key(cfg)}
 
     def build(out):
         meta = build_value_states(job.engine, job.task, held, job.tok, cfg.value_check, out_dir=out)
