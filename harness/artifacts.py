@@ -6,15 +6,19 @@ renamed into place when complete; a lock keeps two concurrent jobs from building
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
+
+from harness import ranks
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +40,30 @@ class ArtifactStore:
 
     def get_or_build(self, stage: str, spec: dict, build: Callable[[Path], dict]) -> tuple[Path, dict, bool]:
         """``(path, meta, hit)``. On a miss ``build(tmp_dir)`` fills the folder and returns its meta
-        (cost, counts); the spec and the build's wall time are added to it."""
+        (cost, counts); the spec and the build's wall time are added to it.
+
+        With several processes (``harness/ranks.py``) every one runs ``build`` (its generation and training
+        are split over them), rank 0 alone in the real folder and under the lock, the others in a scratch
+        folder they delete; rank 0 decides hit or miss and the others read what it wrote."""
         path = self.path(stage, spec)
+        if ranks.world_size() == 1:
+            return self._get_or_build(path, stage, spec, build)
+        if ranks.main_process():
+            self.root.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(path) + ".lock"):  # another job building it: the other ranks wait in broadcast
+                hit = ranks.broadcast((path / META).exists())
+                result = self._get_or_build(path, stage, spec, build, locked=True)
+        else:
+            hit = ranks.broadcast(None)
+            if not hit:
+                with tempfile.TemporaryDirectory(prefix=f"{stage}-rank{ranks.rank()}-") as scratch:
+                    build(Path(scratch))
+        ranks.barrier()  # rank 0 has renamed the artifact into place
+        return result if ranks.main_process() else (path, json.loads((path / META).read_text()), hit)
+
+    def _get_or_build(self, path: Path, stage: str, spec: dict, build, locked: bool = False):
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
+        with contextlib.nullcontext() if locked else FileLock(str(path) + ".lock"):
             if (path / META).exists():
                 return path, json.loads((path / META).read_text()), True
             tmp = path.with_name(path.name + ".tmp")

@@ -53,8 +53,11 @@ def sampling_flops(config, gen_tokens: int, prompt_tokens: int, n_sequences: int
 
 
 def n_devices() -> int:
-    """Devices a job occupies: the visible GPUs, or 1 for the CPU (all its cores are one device)."""
-    return max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else 1
+    """Devices a job occupies: a GPU per process when launched over several (``WORLD_SIZE``), else the
+    visible GPUs; a CPU is one device per machine, however many processes share its cores."""
+    if not torch.cuda.is_available():
+        return max(int(os.environ.get("WORLD_SIZE", "1")) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return int(os.environ.get("WORLD_SIZE", "0")) or max(torch.cuda.device_count(), 1)
 
 
 def peak_flops() -> tuple[float | None, str]:

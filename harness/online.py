@@ -23,11 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import compute
+from harness.compute import mean_length, train_stage_flops
 from harness.errors import UserError
 from harness.grade_parallel import grade_many
 from harness.memory import adapters_off
+from harness.records import atomic_write
 from harness.sequences import collate, completion_logps
-from harness.compute import mean_length, train_stage_flops
 from harness.training import Learner, check_batch_sizes, log_step
 
 log = logging.getLogger("dqo_bench")
@@ -122,8 +123,8 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
                  info["rollout_s"])
         if ckpt_dir and every and it + 1 < plan["iterations"] and step // every > it_start // every:
             learner.checkpoint(ckpt_dir, step)
-            (ckpt_dir / LOG).write_text(json.dumps({"history": history, "rollouts": rollouts,
-                                                    "gen_tokens": gen_tokens}))
+            atomic_write(ckpt_dir / LOG, json.dumps({"history": history, "rollouts": rollouts,
+                                                     "gen_tokens": gen_tokens}))
         if plan["gen_token_cap"] is not None and gen_tokens >= plan["gen_token_cap"]:
             log.info("%s: generation budget of %d tokens reached after iteration %d", algo.name,
                      plan["gen_token_cap"], it + 1)

@@ -18,19 +18,27 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
 from algorithms._base import TrainData
-from harness import compute
+from harness import compute, ranks
 from harness.artifacts import ArtifactStore, config_hash
 from harness.bank import build_bank, load_bank
 from harness.checks import check_config
 from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
+from harness.launch import check_dist
 from harness.memory import check_levers, dtype_of, lora_enabled, trainable
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
 from harness.process_values import build_process_values, load_process_values, shaping
 from harness.provenance import provenance
-from harness.records import atomic_write, is_complete, read_json, run_id, write_json, write_jsonl
+from harness.records import (
+    atomic_write,
+    is_complete,
+    read_json,
+    run_id,
+    write_json,
+    write_jsonl,
+)
 from harness.registry import REFERENCE, get_algorithm
 from harness.sampling import SAMPLER
 from harness.sequences import fill_ref_logps
@@ -103,8 +111,8 @@ def reference_config(cfg) -> DictConfig:
     return OmegaConf.create(ref)
 
 
-def run_job(cfg: DictConfig) -> dict:
-    """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
+def check_job(cfg: DictConfig):
+    """Everything that can be checked before any work (one line each); returns the plug-in."""
     algo = make_algo(cfg)
     load_task(cfg)
     get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
@@ -114,6 +122,13 @@ def run_job(cfg: DictConfig) -> dict:
     check_engine(str(cfg.generation.engine))  # before the warm start, not after it
     if algo.online:
         online_plan(algo, int(cfg.train.batch_size))
+    check_dist(OmegaConf.to_container(cfg.dist, resolve=True))
+    return algo
+
+
+def run_job(cfg: DictConfig) -> dict:
+    """Run (or skip, when already complete) one job and, first, the reference row it is read against."""
+    algo = check_job(cfg)
     if cfg.include_reference and algo.trains:
         run_job(reference_config(cfg))
     spec = run_spec(cfg, algo)
@@ -134,7 +149,7 @@ def run_job(cfg: DictConfig) -> dict:
     except Exception as e:  # recorded as a failed run; the caller decides whether the sweep goes on
         write_json(run_dir / "metrics.json", {**head, "status": "failed", "error": _one_line(e),
                                               "wall_s": time.perf_counter() - t0})
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        atomic_write(run_dir / "error.txt", traceback.format_exc())
         raise
     metrics = {**head, "status": "ok", **metrics}
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the record complete
@@ -244,6 +259,8 @@ def load_policy(job: Job, splits: dict, demo: list[dict]) -> None:
     job.engine = make_engine(cfg.generation.engine, job.model, job.tok, batch_size=int(cfg.generation.batch_size),
                              model_path=job.ref_path, gpu_memory_utilization=float(cfg.vllm.gpu_memory_utilization),
                              exact_logprobs=job.accelerator.mixed_precision == "no")
+    if ranks.world_size() > 1:
+        job.engine = ranks.ShardedEngine(job.engine)  # each process samples every N-th prompt
 
 
 def rollout_bank(job: Job, rl_prompts: list[dict]) -> list[dict]:

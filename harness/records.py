@@ -1,7 +1,8 @@
 """Run records (docs/design.md §1): ``results/runs/<run-id>/{config.yaml, metrics.json, samples.jsonl, cost.json}``.
 
 Files are written atomically (temporary file, then rename) so a killed job never leaves a record
-that looks complete. A record is complete when ``metrics.json`` says ``status: ok``.
+that looks complete. A record is complete when ``metrics.json`` says ``status: ok``. Under several
+processes only rank 0 writes (the others hold the same values).
 """
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import os
 import re
 from pathlib import Path
 
+from harness.ranks import main_process
+
 
 def atomic_write(path: Path, text: str) -> None:
+    if not main_process():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")

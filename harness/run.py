@@ -77,23 +77,38 @@ def default_choice(group: str) -> str:
     raise KeyError(group)
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+def _setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
 
 
 def _job(cfg_dict: dict) -> int:
     """Run one job; 0 on success, 1 on failure (already recorded), printing a one-line error."""
     from harness.pipeline import run_job
+    from harness.ranks import main_process
 
     try:
         run_job(OmegaConf.create(cfg_dict))
         return 0
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if main_process():  # every process of a launched job meets the same error
+            print(f"error: {e}", file=sys.stderr)
     except Exception as e:  # recorded in the run's folder with its traceback (error.txt)
         log.error("job failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         log.debug("traceback", exc_info=True)
     return 1
+
+
+def _launch(cfg_dict: dict) -> int:
+    """Check the job here (one line, before any process starts), then run it under ``accelerate launch``."""
+    from harness.launch import launch
+    from harness.pipeline import check_job
+
+    try:
+        check_job(OmegaConf.create(cfg_dict))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return launch(cfg_dict, Path(HydraConfig.get().runtime.output_dir))
 
 
 def _child(cfg_dict: dict) -> None:
@@ -124,7 +139,9 @@ def hydra_entry(cfg: DictConfig) -> None:
     cfg_dict["_overrides"] = list(HydraConfig.get().overrides.task)  # names the run's variant
     label = f"algo={cfg.algo.name} task={cfg.task.name} model={cfg.model.name} seed={cfg.seed}"
     _sweep[0] = HydraConfig.get().mode == RunMode.MULTIRUN
-    if _sweep[0] and cfg.isolate_jobs:
+    if cfg.dist.name != "none":  # accelerate launch starts the job's processes
+        rc = _launch(cfg_dict)
+    elif _sweep[0] and cfg.isolate_jobs:
         proc = mp.get_context("spawn").Process(target=_child, args=(cfg_dict,), name=label)
         proc.start()
         proc.join()

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from harness.errors import UserError
+from harness.records import atomic_write
 from harness.sequences import collate, completion_logps
 from harness.value_model import ValueHead, gather_values
 
@@ -42,9 +43,14 @@ def mixed_precision(precision: str = "auto") -> str:
 
 def make_accelerator(precision: str = "auto"):
     """The Accelerator every stage of a job shares: the device, and autocast at ``train.precision``."""
+    from accelerate.utils import DataLoaderConfiguration
+
     from accelerate import Accelerator
 
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(precision))
+    # split_batches: the batch every process holds is the global batch (``Learner.step`` splits it), so a
+    # prepared LR schedule advances once per optimiser step, not once per process
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(precision),
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
 
 
 def step_batches(n_examples: int, batch_size: int, steps: int, seed: int):
@@ -188,6 +194,7 @@ class Learner:
         if len(batch) < world:
             raise UserError(f"train.batch_size={len(batch)} is smaller than the {world} processes; raise it")
         counts = batch_counts(batch, algo.slots)  # the whole batch's: every process knows it
+        tokens0, forward0 = self.tokens, self.forward_tokens
         local = batch[rank::world]
         mbsz = self.micro_batch_size or len(local)
         micro = [local[i:i + mbsz] for i in range(0, len(local), mbsz)]
@@ -209,11 +216,13 @@ class Learner:
                     totals[name] = totals.get(name, 0.0) + share.item()
                     loss = loss + share
                 acc.backward(loss * world)
-            for key, v in mets.items():  # metrics: means over the micro-batches, weighted by their examples
-                metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(local)
-        if world > 1:  # the record is the whole batch's: term shares summed, metrics averaged over processes
-            totals = {k: self.accelerator.reduce(torch.tensor(v), "sum").item() for k, v in totals.items()}
-            metrics = {k: self.accelerator.reduce(torch.tensor(v), "mean").item() for k, v in metrics.items()}
+            for key, v in mets.items():  # metrics: means over the batch's micro-batches, weighted by their examples
+                metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(batch)
+        if world > 1:  # the record and the token counts are the whole batch's: summed over processes
+            totals = {k: acc.reduce(torch.tensor(v), "sum").item() for k, v in totals.items()}
+            metrics = {k: acc.reduce(torch.tensor(v), "sum").item() for k, v in metrics.items()}
+            done = acc.reduce(torch.tensor([self.tokens - tokens0, self.forward_tokens - forward0]), "sum")
+            self.tokens, self.forward_tokens = tokens0 + int(done[0]), forward0 + int(done[1])
         max_norm = float(self.cfg.max_grad_norm or 0)
         gnorm = acc.clip_grad_norm_(self.params, max_norm) if max_norm else None
         self.optimizer.step()
@@ -231,8 +240,8 @@ class Learner:
 
     def checkpoint(self, ckpt_dir: Path | None, step: int) -> None:
         if ckpt_dir is not None:
-            self.accelerator.save_state(str(ckpt_dir))
-            (ckpt_dir / "step.json").write_text(json.dumps({"step": step}))
+            self.accelerator.save_state(str(ckpt_dir))  # every process: sharded states are gathered
+            atomic_write(ckpt_dir / "step.json", json.dumps({"step": step}))
 
     def resume(self, ckpt_dir: Path | None) -> int:
         """The step a checkpoint in ``ckpt_dir`` was saved at (its state loaded), or 0."""

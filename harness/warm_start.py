@@ -16,7 +16,14 @@ from omegaconf import OmegaConf
 from algorithms._base import TrainData
 from harness import compute
 from harness.memory import dtype_of
-from harness.models import build_tiny_model, count_parameters, load_model, load_tokenizer, train_tiny_tokenizer
+from harness.models import (
+    build_tiny_model,
+    count_parameters,
+    load_model,
+    load_tokenizer,
+    train_tiny_tokenizer,
+)
+from harness.ranks import main_process
 from harness.registry import get_algorithm
 from harness.training import train
 
@@ -71,7 +78,8 @@ def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out
         model = res["model"]
         meta = {"train_tokens": res["train_tokens"], "final_loss": res["history"][-1]["loss"],
                 "flops": compute.train_flops(model.config, res["train_tokens"], compute.mean_length(examples, algo.slots))}
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
+    if main_process():  # the other processes' ``out`` is scratch (``ArtifactStore``)
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
     meta["n_params"] = count_parameters(model)
     return meta
