@@ -1,9 +1,11 @@
-"""One job over several processes (docs/design.md §7): ``dist=ddp|fsdp|zero2|zero3``.
+"""A job in process(es) of its own (docs/design.md §7): one (a job of a sweep, ``isolate_jobs``) or several
+(``dist=ddp|fsdp|zero2|zero3``).
 
 Hydra composes the job's config once, in the process that ``harness.run`` starts; this module writes it
-to the job's Hydra folder and starts ``accelerate launch`` with the strategy's config file
-(``accelerate/<dist>.yaml``), which runs ``python -m harness.launch CONFIG.json`` once per process. So Hydra
-makes one output folder per job, not per rank, and the same command line works on a laptop and a cluster.
+to the job's Hydra folder and runs ``python -m harness.launch CONFIG.json``: directly, or once per process
+under ``accelerate launch`` with the strategy's config file (``accelerate/<dist>.yaml``). So Hydra makes
+one output folder per job, not per rank, GPU state never leaks from one job to the next, and the same
+command line works on a laptop and a cluster.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -44,8 +48,9 @@ def check_dist(dist: dict, max_grad_norm: float = 0.0) -> None:
     n, machines = num_processes(dist), int(dist.get("num_machines") or 1)
     if n < 1 or machines < 1 or n % machines:
         raise UserError(f"dist.num_processes={n} must be a positive multiple of dist.num_machines={machines}")
-    if machines > 1 and not dist.get("main_process_ip"):
-        raise UserError("dist.num_machines > 1 needs dist.main_process_ip (the address of machine_rank 0)")
+    if machines > 1 and not (dist.get("main_process_ip") and dist.get("main_process_port")):
+        raise UserError("dist.num_machines > 1 needs dist.main_process_ip and dist.main_process_port (the address "
+                        "and a free port of the node with machine_rank 0), unless SLURM gives them")
     if not 0 <= int(dist.get("machine_rank") or 0) < machines:
         raise UserError(f"dist.machine_rank={dist.get('machine_rank')} must be in 0..{machines - 1}")
     if name != "ddp" and not torch.cuda.is_available():
@@ -58,6 +63,18 @@ def check_dist(dist: dict, max_grad_norm: float = 0.0) -> None:
                         f"use dist=fsdp (same sharding as zero3) or dist=ddp")
 
 
+def from_slurm(dist: dict) -> dict:
+    """On a SLURM allocation of several nodes (``hydra/launcher=slurm``, one task per node), this node's
+    rank and the first node's address, as submitit reads them from SLURM."""
+    if int(dist.get("num_machines") or 1) == 1 or "SLURM_JOB_ID" not in os.environ:
+        return dist
+    import submitit
+
+    env = submitit.JobEnvironment()
+    return {**dist, "machine_rank": env.node, "main_process_ip": dist.get("main_process_ip") or env.hostnames[0],
+            "main_process_port": dist.get("main_process_port") or 29500 + int(os.environ["SLURM_JOB_ID"]) % 10000}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
@@ -65,7 +82,10 @@ def free_port() -> int:
 
 
 def launch_command(dist: dict, config_path: Path) -> list[str]:
-    """``accelerate launch`` with the strategy's config file, running this module on ``config_path``."""
+    """This module on ``config_path``: alone with ``dist=none``, else under ``accelerate launch`` with the
+    strategy's config file."""
+    if dist["name"] == "none":
+        return [sys.executable, "-m", "harness.launch", str(config_path)]
     machines = int(dist.get("num_machines") or 1)
     port = dist.get("main_process_port") or free_port()
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate" / f"{dist['name']}.yaml"),
@@ -77,27 +97,54 @@ def launch_command(dist: dict, config_path: Path) -> list[str]:
 
 
 def launch(cfg_dict: dict, out_dir: Path) -> int:
-    """Run the job under ``accelerate launch``; its exit code (0 when every process succeeded)."""
+    """Run the job in its own process(es); its exit code (0 when every process succeeded)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "job.json"
     path.write_text(json.dumps(cfg_dict))
-    cmd = launch_command(cfg_dict["dist"], path)
-    logging.getLogger("dqo_bench").info("launching %d processes: %s", num_processes(cfg_dict["dist"]), " ".join(cmd))
-    # OMP: processes that share a machine's cores split them (torchrun would force 1 thread each)
-    cores = max((os.cpu_count() or 1) // max(num_processes(cfg_dict["dist"]) // int(cfg_dict["dist"].get("num_machines") or 1), 1), 1)
-    env = {"OMP_NUM_THREADS": str(cores), **os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run(cmd, cwd=os.getcwd(), env=env).returncode
+    dist = cfg_dict["dist"]
+    cmd = launch_command(dist, path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    if dist["name"] != "none":
+        per_machine = num_processes(dist) // int(dist.get("num_machines") or 1)
+        logging.getLogger("dqo_bench").info("launching %d processes: %s", num_processes(dist), " ".join(cmd))
+        # processes that share a machine's cores split them (torchrun would give each one thread)
+        env.setdefault("OMP_NUM_THREADS", str(max((os.cpu_count() or 1) // per_machine, 1)))
+    return subprocess.run(cmd, cwd=os.getcwd(), env=env, check=False, preexec_fn=_term_with_parent).returncode
+
+
+def _term_with_parent() -> None:
+    """In the launched process, before it starts: SIGTERM when this process dies (Linux), so a killed sweep
+    takes ``accelerate launch`` and, through it, the job's processes with it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _exit_with_parent(poll_s: float = 2.0) -> None:
+    """Stop this process when the one that started it is gone: Ctrl-C reaches both, but a `kill` of a sweep
+    alone would leave its job computing (and holding the device) with nobody to read it. A checkpoint, if
+    any, lets the next run resume."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(143)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def rank_main(config_path: str) -> None:
-    """One process of a launched job: rank 0 logs and shows progress, the others stay quiet."""
+    """The job (or one process of it): rank 0 logs and shows progress, the others stay quiet."""
     from harness.ranks import main_process
     from harness.run import _job, _setup_logging
 
     if not main_process():
         os.environ["TQDM_DISABLE"] = "1"
     _setup_logging(logging.INFO if main_process() else logging.WARNING)
+    _exit_with_parent()
     sys.exit(_job(json.loads(Path(config_path).read_text())))
 
 

@@ -134,9 +134,16 @@ def run_job(cfg: DictConfig) -> dict:
     spec = run_spec(cfg, algo)
     rid = run_id(cfg.task.name, model_label(cfg), algo.name, int(cfg.seed), config_hash(spec))
     run_dir = Path(cfg.results_dir) / "runs" / rid
-    if is_complete(run_dir):
-        log.info("%s: already complete, skipping (delete %s to recompute)", rid, run_dir)
-        return read_json(run_dir / "metrics.json")
+    # two jobs of a parallel sweep that need the same run (their reference row): one computes, one reads
+    with ranks.main_lock(run_dir.parent / f".{rid}.lock"):
+        if ranks.broadcast(is_complete(run_dir)):
+            log.info("%s: already complete, skipping (delete %s to recompute)", rid, run_dir)
+            return read_json(run_dir / "metrics.json")
+        return _record(cfg, algo, spec, rid, run_dir)
+
+
+def _record(cfg, algo, spec: dict, rid: str, run_dir: Path) -> dict:
+    """Run the job's stages and write its record (a failure is recorded too, then raised)."""
     log.info("=== %s", rid)
     atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     head = {"run_id": rid, "task": cfg.task.name, "model": model_label(cfg), "algo": algo.name,

@@ -9,7 +9,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 from harness.generation import Engine
 
@@ -45,6 +47,16 @@ def broadcast(obj):
     from accelerate.utils import broadcast_object_list
 
     return broadcast_object_list([obj], from_process=0)[0]
+
+
+def main_lock(path):
+    """A file lock that rank 0 holds (the others wait for it where they next meet rank 0)."""
+    if not main_process():
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
 
 
 def gather(obj) -> list:

@@ -6,13 +6,10 @@ from every run record under ``results_dir``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import multiprocessing as mp
-import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 import hydra
@@ -21,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import UserError
+from harness.gpu_slots import gpu_slot, gpus_per_job
 
 log = logging.getLogger("dqo_bench")
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
@@ -99,36 +97,17 @@ def _job(cfg_dict: dict) -> int:
 
 
 def _launch(cfg_dict: dict) -> int:
-    """Check the job here (one line, before any process starts), then run it under ``accelerate launch``."""
-    from harness.launch import launch
+    """Check the job here (one line, before any process starts), then run it in its own process(es)."""
+    from harness.launch import from_slurm, launch
     from harness.pipeline import check_job
 
+    cfg_dict = {**cfg_dict, "dist": from_slurm(cfg_dict["dist"])}
     try:
         check_job(OmegaConf.create(cfg_dict))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return launch(cfg_dict, Path(HydraConfig.get().runtime.output_dir))
-
-
-def _child(cfg_dict: dict) -> None:
-    _setup_logging()
-    _exit_with_parent()
-    sys.exit(_job(cfg_dict))
-
-
-def _exit_with_parent(poll_s: float = 2.0) -> None:
-    """Stop this job when the sweep that started it is gone: Ctrl-C reaches both, but a `kill` of the
-    sweep alone would leave the job computing (and competing for the device) with nobody to read it.
-    A checkpoint, if any, lets the next run resume."""
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(143)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 @hydra.main(version_base=None, config_path="../sweeps", config_name="config")
@@ -139,15 +118,12 @@ def hydra_entry(cfg: DictConfig) -> None:
     cfg_dict["_overrides"] = list(HydraConfig.get().overrides.task)  # names the run's variant
     label = f"algo={cfg.algo.name} task={cfg.task.name} model={cfg.model.name} seed={cfg.seed}"
     _sweep[0] = HydraConfig.get().mode == RunMode.MULTIRUN
-    if cfg.dist.name != "none":  # accelerate launch starts the job's processes
-        rc = _launch(cfg_dict)
-    elif _sweep[0] and cfg.isolate_jobs:
-        proc = mp.get_context("spawn").Process(target=_child, args=(cfg_dict,), name=label)
-        proc.start()
-        proc.join()
-        rc = proc.exitcode
-    else:
-        rc = _job(cfg_dict)
+    # in a sweep, the job's own GPUs while it runs (jobs of a parallel launcher never share one)
+    with gpu_slot(cfg.results_dir, gpus_per_job(cfg_dict["dist"])) if _sweep[0] else contextlib.nullcontext():
+        if cfg.dist.name != "none" or (_sweep[0] and cfg.isolate_jobs):  # in a process of its own
+            rc = _launch(cfg_dict)
+        else:
+            rc = _job(cfg_dict)
     if rc != 0:
         _failed.append(label)
     paths = write_reports(cfg.results_dir)
