@@ -33,7 +33,7 @@ def config_choices(group: str) -> list[str]:
 
 
 def preflight(argv: list[str]) -> None:
-    """Check algo/task/model names, and the ``algo.`` / ``task.`` keys against the options of every chosen
+    """Check algo/task/model/dist names, and the ``algo.`` / ``task.`` keys against the options of every chosen
     algorithm and task, before Hydra starts, so a typo costs one line, not a traceback (nor a silently
     ignored ``++algo.x=``)."""
     from harness.registry import available
@@ -42,7 +42,7 @@ def preflight(argv: list[str]) -> None:
     for arg in argv:
         key, eq, value = arg.partition("=")
         key = key.lstrip("+~")
-        if not eq or key not in ("algo", "task", "model") or "(" in value:
+        if not eq or key not in ("algo", "task", "model", "dist") or "(" in value:
             continue
         valid = config_choices(key)
         if key in ("algo", "task"):

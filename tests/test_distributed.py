@@ -116,3 +116,39 @@ def test_a_job_on_two_processes_gives_the_record_of_one(tmp_path, smoke_override
             assert abs(ra["loss"] - rb["loss"]) <= 1e-5 * max(abs(ra["loss"]), 1e-3), (name, ra, rb)
         for key in ("accuracy", "accuracy_sampled", "gen_tokens", "train_tokens", "n_train_examples"):
             assert a["metrics"][key] == b["metrics"][key], (name, key)
+
+
+def test_the_shipped_accelerate_configs_are_valid_without_a_gpu(tmp_path):
+    """accelerate reads each file in accelerate/ as ``accelerate launch`` does: FSDP2 through the launcher's own
+    environment, DeepSpeed's plugin builds its ZeRO config (neither needs a GPU nor deepspeed)."""
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import DeepSpeedPlugin
+
+    configs = {p.stem: ClusterConfig.from_yaml_file(str(p)) for p in (ROOT / "accelerate").glob("*.yaml")}
+    assert set(configs) == {"ddp", "fsdp", "zero2", "zero3"}
+    assert configs["ddp"].distributed_type == "MULTI_GPU"
+    for z in (2, 3):
+        ds = DeepSpeedPlugin(**configs[f"zero{z}"].deepspeed_config).deepspeed_config
+        assert ds["zero_optimization"]["stage"] == z
+    script = tmp_path / "fsdp_plugin.py"
+    script.write_text("from accelerate.utils import FullyShardedDataParallelPlugin as P\n"
+                      "p = P()\nprint('fsdp', p.fsdp_version, p.reshard_after_forward, p.state_dict_type.name)\n")
+    res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                          str(ROOT / "accelerate" / "fsdp.yaml"), "--num_processes", "1", str(script)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert "fsdp 2 True FULL_STATE_DICT" in res.stdout, res.stderr[-2000:]
+
+
+def test_what_cannot_run_here_stops_in_one_line(tmp_path):
+    """On a CPU accelerate turns FSDP into plain DDP (checked: a prepared module is DistributedDataParallel with
+    an FSDP2 plugin), so dist=fsdp stops instead of running unsharded under its name."""
+    from tests.conftest import run_cli
+
+    for args, words in [(["dist=fsdp", "dist.num_processes=2"], "needs GPUs"),
+                        (["dist=ddp"], "dist.num_processes"),
+                        (["dist=ddp", "dist.num_processes=2", "dist.num_machines=2"], "main_process_ip"),
+                        (["dist=nope"], "unknown dist")]:
+        res = run_cli(["algo=sft", f"results_dir={tmp_path}", *args])
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode != 0 and len(lines) == 1 and words in lines[0], (args, res.stderr[-1500:])
+        assert not (tmp_path / "artifacts").exists()
