@@ -53,10 +53,12 @@ class HFEngine(Engine):
     ``generation.batch_size`` for large-vocabulary models.
     """
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 256, exact_logprobs: bool = True):
+    def __init__(self, model, tokenizer, *, batch_size: int = 256, exact_logprobs: bool = True, synced: bool = False):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
         # False when the trainer autocasts (bf16/fp16) while generate runs in the weights' dtype
         self.exact_logprobs = exact_logprobs
+        # weights sharded over processes (FSDP): every process runs each decoding step until all are done
+        self.synced = synced
 
     def load_weights(self, model) -> None:
         self.model = model  # the same module the trainer updates: nothing to copy
@@ -90,7 +92,7 @@ class HFEngine(Engine):
             gen = model.generate(
                 input_ids=input_ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
                 temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList(sampler),
-                pad_token_id=tok.pad_token_id, eos_token_id=eos_ids,
+                pad_token_id=tok.pad_token_id, eos_token_id=eos_ids, synced_gpus=self.synced,
                 output_logits=True, return_dict_in_generate=True,
             )
             new = gen.sequences[:, width:]
@@ -192,10 +194,10 @@ def check_engine(name: str) -> None:
 
 
 def make_engine(name: str, model, tokenizer, *, batch_size: int = 256, model_path: str | None = None,
-                gpu_memory_utilization: float = 0.3, exact_logprobs: bool = True) -> Engine:
+                gpu_memory_utilization: float = 0.3, exact_logprobs: bool = True, synced: bool = False) -> Engine:
     """``hf`` samples from ``model`` itself (its log-probs are the trainer's when ``exact_logprobs``: no
     autocast); ``vllm`` loads ``model_path`` (π_ref) into its own engine."""
     check_engine(name)
     if name == "hf":
-        return HFEngine(model, tokenizer, batch_size=batch_size, exact_logprobs=exact_logprobs)
+        return HFEngine(model, tokenizer, batch_size=batch_size, exact_logprobs=exact_logprobs, synced=synced)
     return VLLMEngine(model_path or model.name_or_path, tokenizer, gpu_memory_utilization=gpu_memory_utilization)

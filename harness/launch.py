@@ -1,4 +1,4 @@
-"""A job in process(es) of its own (docs/design.md §7): one (a job of a sweep, ``isolate_jobs``) or several
+"""A job in process(es) of its own (docs/design.md §6): one (a job of a sweep, ``isolate_jobs``) or several
 (``dist=ddp|fsdp|zero2|zero3``).
 
 Hydra composes the job's config once, in the process that ``harness.run`` starts; this module writes it

@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate.utils import DistributedType
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
@@ -25,7 +26,7 @@ from harness.checks import check_config
 from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
-from harness.launch import check_dist
+from harness.launch import SHARDED, check_dist
 from harness.memory import check_levers, dtype_of, lora_enabled, trainable
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
@@ -265,7 +266,8 @@ def load_policy(job: Job, splits: dict, demo: list[dict]) -> None:
     job.model = load_model(job.ref_path, dtype=dtype_of(cfg.model.dtype), device=job.accelerator.device)
     job.engine = make_engine(cfg.generation.engine, job.model, job.tok, batch_size=int(cfg.generation.batch_size),
                              model_path=job.ref_path, gpu_memory_utilization=float(cfg.vllm.gpu_memory_utilization),
-                             exact_logprobs=job.accelerator.mixed_precision == "no")
+                             exact_logprobs=job.accelerator.mixed_precision == "no",
+                             synced=ranks.world_size() > 1 and cfg.dist.name in SHARDED)
     if ranks.world_size() > 1:
         job.engine = ranks.ShardedEngine(job.engine)  # each process samples every N-th prompt
 
@@ -385,6 +387,10 @@ def train_online_stage(job: Job, rl_prompts: list[dict], run_dir: Path) -> Train
     if algo.needs_ref and not lora_enabled(mcfg):
         ref_model = load_model(job.ref_path, dtype=dtype_of(mcfg.dtype), device=job.accelerator.device)
         ref_model.eval().requires_grad_(False)
+        if job.accelerator.distributed_type == DistributedType.FSDP:  # sharded like the policy (as TRL does)
+            from trl.models.utils import prepare_fsdp
+
+            ref_model = prepare_fsdp(ref_model, job.accelerator)
     res = train_online(algo, rl_prompts, job.task, job.engine, model=trainable(job.model, mcfg), ref_model=ref_model,
                        value_model=make_value_model(job), cfg=job.cfg, seed=job.seed, pad_id=job.tok.pad_token_id,
                        accelerator=job.accelerator, meter=job.meter, ckpt_dir=run_dir / "checkpoint",

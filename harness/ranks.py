@@ -1,4 +1,4 @@
-"""Which process am I (docs/design.md §7): the helpers that make every stage of a job work under
+"""Which process am I (docs/design.md §6): the helpers that make every stage of a job work under
 ``accelerate launch`` with N processes, and do nothing with one.
 
 - Generation: ``ShardedEngine`` gives each process every N-th prompt and gathers the samples back in order;
@@ -16,10 +16,17 @@ from pathlib import Path
 from harness.generation import Engine
 
 
-def _state():
-    from accelerate import PartialState
+def _group():
+    """``torch.distributed``, its process group joined as the job's Accelerator joins it (PartialState, CPU
+    or GPU), so the first collective may come before the Accelerator is made."""
+    import torch
+    import torch.distributed as dist
 
-    return PartialState()
+    if not dist.is_initialized():
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available())
+    return dist
 
 
 def world_size() -> int:
@@ -37,16 +44,16 @@ def main_process() -> bool:
 
 def barrier() -> None:
     if world_size() > 1:
-        _state().wait_for_everyone()
+        _group().barrier()
 
 
 def broadcast(obj):
     """Rank 0's ``obj`` on every process."""
     if world_size() == 1:
         return obj
-    from accelerate.utils import broadcast_object_list
-
-    return broadcast_object_list([obj], from_process=0)[0]
+    box = [obj]
+    _group().broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def main_lock(path):
@@ -63,10 +70,8 @@ def gather(obj) -> list:
     """``[obj of rank 0, obj of rank 1, ...]`` on every process."""
     if world_size() == 1:
         return [obj]
-    import torch.distributed as dist
-
     out = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    _group().all_gather_object(out, obj)
     return out
 
 

@@ -92,7 +92,8 @@ def _job(cfg_dict: dict) -> int:
             print(f"error: {e}", file=sys.stderr)
     except Exception as e:  # recorded in the run's folder with its traceback (error.txt)
         log.error("job failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        log.debug("traceback", exc_info=True)
+        # rank 0 writes the traceback to error.txt; another process's is its own, so it goes to stderr
+        log.log(logging.DEBUG if main_process() else logging.ERROR, "traceback", exc_info=True)
     return 1
 
 

@@ -152,3 +152,23 @@ def test_what_cannot_run_here_stops_in_one_line(tmp_path):
         lines = res.stderr.strip().splitlines()
         assert res.returncode != 0 and len(lines) == 1 and words in lines[0], (args, res.stderr[-1500:])
         assert not (tmp_path / "artifacts").exists()
+
+
+def test_a_killed_two_process_run_resumes_from_its_checkpoint(tmp_path):
+    """Checkpoints under DDP: every process saves (accelerate's save_state), rank 0 writes the step; a run
+    killed during step 3 and resumed ends where an uninterrupted run (on one process or two) does."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    script = str(ROOT / "tests" / "_distributed_resume.py")
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script]
+    results = {}
+    for name, cmd, mode in [("one", [sys.executable, script], "full"), ("two", two, "full"),
+                            ("killed", two, "killed"), ("resumed", two, "resume")]:
+        out = tmp_path / f"{name}.pt"
+        res = subprocess.run([*cmd, str(out), str(tmp_path / "ckpt"), mode], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300, check=False)
+        assert res.returncode == 0, res.stderr[-3000:]
+        results[name] = torch.load(out) if out.exists() else None
+    assert results["killed"] is None and (tmp_path / "ckpt" / "step.json").exists()
+    assert results["resumed"]["steps"] == 2  # steps 3 and 4 only
+    for name in ("two", "resumed"):
+        torch.testing.assert_close(results[name]["params"], results["one"]["params"], rtol=1e-5, atol=1e-6, msg=name)
