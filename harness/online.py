@@ -176,5 +176,5 @@ def _ref_logps(ref_model, learner, t):
     with learner.accelerator.autocast():
         if ref_model is not None:
             return completion_logps(ref_model, t)[0]
-        with learner.evaluating(), adapters_off(learner.model):
-            return completion_logps(learner.model, t)[0]
+        with learner.evaluating(), adapters_off(learner.policy):
+            return completion_logps(learner.policy, t)[0]

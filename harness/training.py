@@ -19,8 +19,9 @@ from transformers import get_scheduler
 
 from harness.errors import UserError
 from harness.records import atomic_write
-from harness.sequences import collate, completion_logps
-from harness.value_model import ValueHead, gather_values
+from harness.agent import Agent
+from harness.sequences import collate
+from harness.value_model import ValueHead
 
 log = logging.getLogger(__name__)
 
@@ -80,73 +81,54 @@ class Learner:
         self.algo, self.cfg, self.lr, self.pad_id, self.accelerator = algo, cfg, algo.lr, pad_id, accelerator
         self.micro_batch_size = int(cfg.micro_batch_size or 0)
         torch.manual_seed(seed)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer, scheduler = _optimizer(self.params, self.lr, cfg, steps)
-        self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
-        self.model.train()
         self.value_model = value_model
-        self.shared_trunk = value_model is not None and isinstance(value_model, ValueHead)
+        self.shared_trunk = isinstance(value_model, ValueHead)
+        # one module, one optimiser: a parameter group per model, each at its own learning rate
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": self.params, "lr": self.lr}]
         if value_model is not None:
             self.v_params = [p for p in value_model.parameters() if p.requires_grad]
-            v_opt, v_sched = _optimizer(self.v_params, algo.opts.value_lr, cfg, steps)
-            self.value_model, self.v_opt, self.v_sched = accelerator.prepare(value_model, v_opt, v_sched)
-            self.value_model.train()
+            groups.append({"params": self.v_params, "lr": algo.opts.value_lr})
+        optimizer, scheduler = _optimizer(groups, cfg, steps)
+        self.model, self.optimizer, self.scheduler = accelerator.prepare(Agent(model, value_model), optimizer, scheduler)
+        self.model.train()
         self.tokens = 0  # tokens through forward + backward so far
         self.forward_tokens = 0  # tokens through a forward pass alone (batch statistics of a split batch)
 
     @property
     def policy(self):
-        return self.accelerator.unwrap_model(self.model)
+        return self.accelerator.unwrap_model(self.model).policy
 
     @property
     def critic(self):
-        return None if self.value_model is None else self.accelerator.unwrap_model(self.value_model)
+        return self.accelerator.unwrap_model(self.model).value
 
     def forward(self, t: dict[str, torch.Tensor], policy: bool = True, values: bool = True):
-        """``(logps, values, outputs)`` of a collated batch: the policy's log-probs (None when not asked for),
-        the value model's V(s_h) (None when not asked for or without a value model; a head on the policy's
-        trunk needs the policy's pass either way) and the plug-in's declared extra ``outputs``."""
-        vm = self.value_model if values else None
-        outputs = self.algo.outputs if policy else ()
+        """``(logps, values, outputs)`` of a collated batch (``Agent.forward``), under the job's autocast."""
         with self.accelerator.autocast():
-            if self.shared_trunk and vm is not None:
-                logps, extra = completion_logps(self.model, t, outputs, return_hidden=True)
-                v = gather_values(vm(extra.pop("hidden")), t["pred_pos"], t["mask"]).float()
-                return (logps if policy else None), v, extra
-            logps, extra = completion_logps(self.model, t, outputs) if policy else (None, {})
-            if vm is None:
-                return logps, None, extra
-            v = gather_values(vm(t["input_ids"], t["attention_mask"]), t["pred_pos"], t["mask"]).float()
-            return logps, v, extra
+            return self.model(t, self.algo.outputs if policy else (), policy=policy,
+                              values=values and self.value_model is not None)
 
     @contextlib.contextmanager
     def evaluating(self):
         """Eval mode (no dropout) for scoring passes, restored after."""
-        mods = [m for m in (self.model, self.value_model) if m is not None]
-        modes = [m.training for m in mods]
-        for m in mods:
-            m.eval()
+        mode = self.model.training
+        self.model.eval()
         try:
             yield
         finally:
-            for m, mode in zip(mods, modes):
-                m.train(mode)
+            self.model.train(mode)
 
     @contextlib.contextmanager
     def _sync(self, last: bool):
         """Gradient synchronisation across processes only on the last micro-batch of a step (DDP's no_sync)."""
-        with contextlib.ExitStack() as stack:
-            if not last and self.accelerator.num_processes > 1:
-                for m in (self.model, self.value_model):
-                    if m is not None:
-                        stack.enter_context(self.accelerator.no_sync(m))
+        with self.accelerator.no_sync(self.model) if not last and self.accelerator.num_processes > 1 \
+                else contextlib.nullcontext():
             yield
 
     def skip_step(self) -> None:
-        """Advance the LR schedules without an update (online early stopping keeps the planned schedule)."""
+        """Advance the LR schedule without an update (online early stopping keeps the planned schedule)."""
         self.scheduler.step()
-        if self.value_model is not None:
-            self.v_sched.step()
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         """Every slot of ``examples`` in one padded batch, slot after slot, with the plug-in's declared fields."""
@@ -224,16 +206,15 @@ class Learner:
             done = acc.reduce(torch.tensor([self.tokens - tokens0, self.forward_tokens - forward0]), "sum")
             self.tokens, self.forward_tokens = tokens0 + int(done[0]), forward0 + int(done[1])
         max_norm = float(self.cfg.max_grad_norm or 0)
-        gnorm = acc.clip_grad_norm_(self.params, max_norm) if max_norm else None
+        gnorm = None
+        if max_norm:  # each model clipped to its own norm, as with an optimiser of its own
+            acc.unscale_gradients()
+            gnorm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+            if self.value_model is not None:
+                metrics["value_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.v_params, max_norm))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.value_model is not None:
-            if max_norm:
-                metrics["value_grad_norm"] = float(acc.clip_grad_norm_(self.v_params, max_norm))
-            self.v_opt.step()
-            self.v_sched.step()
-            self.v_opt.zero_grad(set_to_none=True)
         return {"step": step, "loss": sum(totals.values()), **{f"{k}_loss": v for k, v in totals.items()},
                 "lr": self.scheduler.get_last_lr()[0],
                 "grad_norm": float(gnorm) if gnorm is not None else math.nan, **metrics}
@@ -314,8 +295,9 @@ def log_step(cfg, desc: str, rec: dict, steps: int) -> None:
                  " ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("step", "loss")))
 
 
-def _optimizer(params, lr: float, cfg, steps: int):
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(cfg.weight_decay), betas=(0.9, 0.95))
+def _optimizer(groups: list[dict], cfg, steps: int):
+    """AdamW over the parameter groups (each with its ``lr``) and the schedule, which scales every group's."""
+    optimizer = torch.optim.AdamW(groups, weight_decay=float(cfg.weight_decay), betas=(0.9, 0.95))
     scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=int(round(cfg.warmup_ratio * steps)),
                               num_training_steps=steps)
     return optimizer, scheduler

@@ -47,7 +47,7 @@ def update(spec: str, accelerator) -> dict:
 
 
 def main(out: str, specs: list[str]) -> None:
-    torch.optim.AdamW = lambda params, lr, **kw: torch.optim.SGD(params, lr=lr)  # the update is the gradient
+    torch.optim.AdamW = lambda groups, **kw: torch.optim.SGD(groups, lr=0.0)  # the update is the gradient (lr: each group's)
     accelerator = make_accelerator("fp32")
     results = {spec: update(spec, accelerator) for spec in specs}
     if accelerator.is_main_process:

@@ -77,7 +77,7 @@ def test_micro_batching_never_changes_the_update(name, options, monkeypatch):
     """Micro-batches of 1, 2 and 4 examples, and the whole batch of 8: the same update of the policy and of
     the value model. SGD at lr 1 stands in for AdamW, so the update is the gradient itself (Adam's first
     step is invariant to the gradient's scale and would hide a normalisation off by a constant)."""
-    monkeypatch.setattr(torch.optim, "AdamW", lambda params, lr, **kw: torch.optim.SGD(params, lr=lr))
+    monkeypatch.setattr(torch.optim, "AdamW", lambda groups, **kw: torch.optim.SGD(groups, lr=0.0))  # lr: each group's
     tok, ref = small()
     data = TrainData(bank=bank(tok, ref))
     data.demo = [s for g in data.bank for s in g["samples"] if s["reward"] > 0]

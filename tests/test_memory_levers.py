@@ -104,9 +104,9 @@ def test_lora_trains_adapters_only_and_pi_ref_is_the_policy_with_adapters_off():
     assert any(p.requires_grad for p in vm.head.parameters())
     learner = one_step(policy, vm, OmegaConf.create({**LEVERS, "lora": {"r": 0}}), batch, tok, algo)
     with torch.no_grad():
-        trained = completion_logps(learner.model, t)[0]
-        with adapters_off(learner.model):
-            off = completion_logps(learner.model, t)[0]
+        trained = completion_logps(learner.policy, t)[0]
+        with adapters_off(learner.policy):
+            off = completion_logps(learner.policy, t)[0]
     assert (trained - base).abs().max() > 1e-4  # the adapters moved the policy ...
     torch.testing.assert_close(off, base)  # ... and π_ref is still there, with no second copy
     frozen = dict(ref.named_parameters())
