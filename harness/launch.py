@@ -3,12 +3,13 @@
 
 Hydra composes the job's config once, in the process that ``harness.run`` starts; this module writes it
 to the job's Hydra folder and runs ``python -m harness.launch CONFIG.json``: directly, or once per process
-under ``accelerate launch`` with the strategy's config file (``accelerate/<dist>.yaml``). So Hydra makes
+under ``accelerate launch`` with the strategy's config file (``accelerate_configs/<dist>.yaml``). So Hydra makes
 one output folder per job, not per rank, GPU state never leaks from one job to the next, and the same
 command line works on a laptop and a cluster.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -53,14 +54,13 @@ def check_dist(dist: dict, max_grad_norm: float = 0.0) -> None:
                         "and a free port of the node with machine_rank 0), unless SLURM gives them")
     if not 0 <= int(dist.get("machine_rank") or 0) < machines:
         raise UserError(f"dist.machine_rank={dist.get('machine_rank')} must be in 0..{machines - 1}")
-    if name != "ddp" and not torch.cuda.is_available():
-        # accelerate turns an FSDP or DeepSpeed config into plain multi-CPU data parallelism on a CPU: it
-        # would run, unsharded, under the wrong name
-        raise UserError(f"dist={name} needs GPUs (accelerate shards only on GPUs); use dist=ddp on a CPU")
-    if name in ("zero2", "zero3"):
-        raise UserError(f"dist={name} is not supported yet: DeepSpeed steps the optimiser inside backward and "
-                        f"counts micro-batches itself, which the shared training step does not yet hand it; "
-                        f"use dist=fsdp (same sharding as zero3) or dist=ddp")
+    if name == "fsdp" and not torch.cuda.is_available():
+        # accelerate turns an FSDP config into plain multi-CPU data parallelism on a CPU: it would run,
+        # unsharded, under the wrong name
+        raise UserError("dist=fsdp needs GPUs (accelerate does not shard with FSDP on a CPU); use dist=zero3 "
+                        "(DeepSpeed shards on a CPU too) or dist=ddp")
+    if name in ("zero2", "zero3") and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"dist={name} needs DeepSpeed: pip install 'dqo-bench[deepspeed]' (or pip install deepspeed)")
 
 
 def from_slurm(dist: dict) -> dict:
@@ -88,7 +88,7 @@ def launch_command(dist: dict, config_path: Path) -> list[str]:
         return [sys.executable, "-m", "harness.launch", str(config_path)]
     machines = int(dist.get("num_machines") or 1)
     port = dist.get("main_process_port") or free_port()
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate" / f"{dist['name']}.yaml"),
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" / f"{dist['name']}.yaml"),
            "--num_processes", str(num_processes(dist)), "--num_machines", str(machines),
            "--machine_rank", str(int(dist.get("machine_rank") or 0)), "--main_process_port", str(port)]
     if dist.get("main_process_ip"):

@@ -5,6 +5,7 @@ task's own text, digits split one per token so that arithmetic is learnable by a
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -70,11 +71,28 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_model(name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    """The whole model, even while a ZeRO-3 config is alive (transformers would otherwise build it already
+    sharded): the harness uses it outside an engine (π_ref's log-probs, generation) and shards it at prepare."""
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        with _whole_model():
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     except (OSError, ValueError) as e:
         raise UserError(_load_hint(name_or_path, "model", e)) from None
     return model.to(device)
+
+
+@contextlib.contextmanager
+def _whole_model():
+    """Hide a live ZeRO-3 config from ``from_pretrained`` for the duration (transformers reads it through this
+    weak reference, which an engine's preparation sets whatever accelerate's ``zero3_init_flag``)."""
+    import transformers.integrations.deepspeed as hf_ds
+
+    ref = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = ref
 
 
 def _load_hint(name_or_path: str, what: str, err: Exception) -> str:

@@ -391,6 +391,10 @@ def train_online_stage(job: Job, rl_prompts: list[dict], run_dir: Path) -> Train
             from trl.models.utils import prepare_fsdp
 
             ref_model = prepare_fsdp(ref_model, job.accelerator)
+        elif job.accelerator.distributed_type == DistributedType.DEEPSPEED:  # an inference engine (ZeRO-3: sharded)
+            from trl.models.utils import prepare_deepspeed
+
+            ref_model = prepare_deepspeed(ref_model, job.accelerator)
     res = train_online(algo, rl_prompts, job.task, job.engine, model=trainable(job.model, mcfg), ref_model=ref_model,
                        value_model=make_value_model(job), cfg=job.cfg, seed=job.seed, pad_id=job.tok.pad_token_id,
                        accelerator=job.accelerator, meter=job.meter, ckpt_dir=run_dir / "checkpoint",

@@ -191,7 +191,7 @@ def lever_groups(cfg, dist: bool = True) -> list[list[dict]]:
               [] if vllm else halvings("generation.batch_size", int(cfg.generation.batch_size)),
               [{"vllm.gpu_memory_utilization": u} for u in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
                if vllm and u > float(cfg.vllm.gpu_memory_utilization)],
-              [{"dist.name": "fsdp", "dist.num_processes": k} for k in (2, 4, 8, 16, 32, 64) if dist and k > n]]
+              [{"dist.name": "zero3", "dist.num_processes": k} for k in (2, 4, 8, 16, 32, 64) if dist and k > n]]
     return [g for g in groups if g]
 
 

@@ -16,16 +16,30 @@ from pathlib import Path
 from harness.generation import Engine
 
 
-def _group():
-    """``torch.distributed``, its process group joined as the job's Accelerator joins it (PartialState, CPU
-    or GPU), so the first collective may come before the Accelerator is made."""
+def deepspeed() -> bool:
+    """Launched with a DeepSpeed config (``dist=zero2|zero3``: accelerate launch sets this)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def process_state():
+    """accelerate's PartialState, joined as every Accelerator of the job joins it: gloo on a CPU, and for
+    DeepSpeed on a CPU its CPU accelerator over gloo (accelerate's own CPU default would ignore DeepSpeed)."""
     import torch
+    from accelerate import PartialState
+
+    if deepspeed() and not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported
+        return PartialState(backend="gloo")
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _group():
+    """``torch.distributed``, its process group joined (``process_state``), so the first collective may come
+    before the job's Accelerator is made."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        from accelerate import PartialState
-
-        PartialState(cpu=not torch.cuda.is_available())
+        process_state()
     return dist
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from accelerate.utils import DistributedType
 from transformers import get_scheduler
 
+from harness import ranks
+from harness.agent import Agent
 from harness.errors import UserError
 from harness.records import atomic_write
-from harness.agent import Agent
 from harness.sequences import collate
 from harness.value_model import ValueHead
 
@@ -44,14 +46,21 @@ def mixed_precision(precision: str = "auto") -> str:
 
 def make_accelerator(precision: str = "auto"):
     """The Accelerator every stage of a job shares: the device, and autocast at ``train.precision``."""
+    from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
-    from accelerate import Accelerator
-
+    ranks.process_state()
     # split_batches: the batch every process holds is the global batch (``Learner.step`` splits it), so a
     # prepared LR schedule advances once per optimiser step, not once per process
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(precision),
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+    acc = Accelerator(cpu=not torch.cuda.is_available() and not ranks.deepspeed(),
+                      mixed_precision=mixed_precision(precision),
+                      dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if acc.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed's batch sizes are bookkeeping here (no dataloader): one accumulation step, so it never
+        # rescales a loss; ``Learner.step`` marks the boundary where its engine steps
+        acc.state.deepspeed_plugin.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, train_batch_size=acc.num_processes)
+    return acc
 
 
 def step_batches(n_examples: int, batch_size: int, steps: int, seed: int):
@@ -90,7 +99,16 @@ class Learner:
             self.v_params = [p for p in value_model.parameters() if p.requires_grad]
             groups.append({"params": self.v_params, "lr": algo.opts.value_lr})
         optimizer, scheduler = _optimizer(groups, cfg, steps)
+        self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+        if self.deepspeed:
+            # DeepSpeed's engine steps the optimiser (and this schedule) inside the last micro-batch's backward,
+            # which ``step`` marks, and clips one global norm itself
+            accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] = float(cfg.max_grad_norm or 0.0)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(Agent(model, value_model), optimizer, scheduler)
+        if self.deepspeed:  # accelerate's backward drives the first engine it prepared; this Learner's is its own
+            from accelerate.utils.deepspeed import DeepSpeedEngineWrapper
+
+            self.engine = DeepSpeedEngineWrapper(self.model)
         self.model.train()
         self.tokens = 0  # tokens through forward + backward so far
         self.forward_tokens = 0  # tokens through a forward pass alone (batch statistics of a split batch)
@@ -128,7 +146,7 @@ class Learner:
 
     def skip_step(self) -> None:
         """Advance the LR schedule without an update (online early stopping keeps the planned schedule)."""
-        self.scheduler.step()
+        (self.scheduler.scheduler if self.deepspeed else self.scheduler).step()  # DeepSpeed's wrapper: a no-op
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         """Every slot of ``examples`` in one padded batch, slot after slot, with the plug-in's declared fields."""
@@ -183,7 +201,11 @@ class Learner:
         one_pass = len(micro) == 1 and world == 1  # then the statistics come from the training pass itself
         stats = self.statistics(micro, len(batch)) if algo.statistics and not one_pass else {}
         totals, metrics = {}, {}
+        if self.deepspeed:
+            acc.deepspeed_engine_wrapped = self.engine
         for i, m in enumerate(micro):
+            if self.deepspeed:  # the engine steps at the boundary, inside backward
+                acc.gradient_state._set_sync_gradients(i == len(micro) - 1)
             with self._sync(last=i == len(micro) - 1):
                 parts = self.slot_tensors(m)
                 if algo.statistics and one_pass:
@@ -207,7 +229,10 @@ class Learner:
             self.tokens, self.forward_tokens = tokens0 + int(done[0]), forward0 + int(done[1])
         max_norm = float(self.cfg.max_grad_norm or 0)
         gnorm = None
-        if max_norm:  # each model clipped to its own norm, as with an optimiser of its own
+        if self.deepspeed:  # stepped (and clipped: one norm over both models) in the last backward
+            acc.gradient_state._set_sync_gradients(True)
+            gnorm = acc.deepspeed_engine_wrapped.get_global_grad_norm() if max_norm else None
+        elif max_norm:  # each model clipped to its own norm, as with an optimiser of its own
             acc.unscale_gradients()
             gnorm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
             if self.value_model is not None:
@@ -218,6 +243,11 @@ class Learner:
         return {"step": step, "loss": sum(totals.values()), **{f"{k}_loss": v for k, v in totals.items()},
                 "lr": self.scheduler.get_last_lr()[0],
                 "grad_norm": float(gnorm) if gnorm is not None else math.nan, **metrics}
+
+    def policy_state_dict(self) -> dict:
+        """The policy's full state dict on rank 0, gathered when its weights are sharded (every process calls)."""
+        state = self.accelerator.get_state_dict(self.model)
+        return {k.removeprefix("policy."): v for k, v in (state or {}).items() if k.startswith("policy.")}
 
     def checkpoint(self, ckpt_dir: Path | None, step: int) -> None:
         if ckpt_dir is not None:
@@ -286,7 +316,8 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
             learner.checkpoint(ckpt_dir, step)
     bar.close()
     return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
-            "forward_tokens": learner.forward_tokens, "steps": steps - start, "value_model": learner.critic}
+            "forward_tokens": learner.forward_tokens, "steps": steps - start, "value_model": learner.critic,
+            "policy_state": learner.policy_state_dict}
 
 
 def log_step(cfg, desc: str, rec: dict, steps: int) -> None:

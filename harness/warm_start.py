@@ -69,17 +69,17 @@ def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out
     task.bind_tokenizer(tok)  # SFT prompts in the same style (chat or plain) as evaluation will use
     log.info("warm start: %s, %.2fM parameters, SFT for %d steps on %d demonstrations",
              m.name_or_path or "tiny (from scratch)", count_parameters(model) / 1e6, cfg.warm_start.steps, len(demo))
-    meta = {"train_tokens": 0, "flops": 0.0}
+    meta, state = {"train_tokens": 0, "flops": 0.0}, None
     if int(cfg.warm_start.steps) > 0:
         algo = get_algorithm(cfg.warm_start.algo)(lr=cfg.warm_start.lr)
         examples = algo.build_examples(TrainData(demo=encode_demo(tok, task, demo)), random.Random(int(cfg.warm_start.seed)))
         res = train(model, algo, examples, OmegaConf.create(_sft_train_cfg(cfg)), seed=int(cfg.warm_start.seed),
                     pad_id=tok.pad_token_id, accelerator=accelerator, desc=f"warm start ({algo.name})")
-        model = res["model"]
+        model, state = res["model"], res["policy_state"]()  # every process: gathers weights a strategy sharded
         meta = {"train_tokens": res["train_tokens"], "final_loss": res["history"][-1]["loss"],
                 "flops": compute.train_flops(model.config, res["train_tokens"], compute.mean_length(examples, algo.slots))}
     if main_process():  # the other processes' ``out`` is scratch (``ArtifactStore``)
-        model.save_pretrained(out)
+        model.save_pretrained(out, state_dict=state)
         tok.save_pretrained(out)
     meta["n_params"] = count_parameters(model)
     return meta

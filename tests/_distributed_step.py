@@ -15,7 +15,7 @@ from algorithms._base import TrainData  # noqa: E402
 from harness.registry import get_algorithm  # noqa: E402
 from harness.training import Learner, make_accelerator  # noqa: E402
 from harness.value_model import ValueModel  # noqa: E402
-from tests.test_accumulation import _defaults_for_tests, bank, examples_for, moved  # noqa: E402
+from tests.test_accumulation import GradientStep, _defaults_for_tests, bank, examples_for, moved  # noqa: E402
 from tests.test_models import small  # noqa: E402
 
 
@@ -41,14 +41,15 @@ def update(spec: str, accelerator) -> dict:
     learner = Learner(model, algo, cfg, steps=1, seed=0, pad_id=tok.pad_token_id, accelerator=accelerator,
                       value_model=value_model)
     rec = learner.step(batch, 1)
-    flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
-    return {"policy": flat(learner.policy), "value": None if value_model is None else flat(learner.critic),
-            "loss": rec["loss"]}
+    state = accelerator.get_state_dict(learner.model)  # gathered, when the weights are sharded (ZeRO-3)
+    flat = lambda prefix: torch.cat([v.detach().float().flatten() for k, v in state.items()  # noqa: E731
+                                     if k.startswith(prefix)]) if accelerator.is_main_process else None
+    return {"policy": flat("policy."), "value": None if value_model is None else flat("value."), "loss": rec["loss"]}
 
 
 def main(out: str, specs: list[str]) -> None:
-    torch.optim.AdamW = lambda groups, **kw: torch.optim.SGD(groups, lr=0.0)  # the update is the gradient (lr: each group's)
     accelerator = make_accelerator("fp32")
+    torch.optim.AdamW = GradientStep
     results = {spec: update(spec, accelerator) for spec in specs}
     if accelerator.is_main_process:
         torch.save({"world": accelerator.num_processes, **results}, out)

@@ -22,6 +22,14 @@ VARIANTS = [(n, {}) for n in available("algorithm") if get_algorithm(n).trains] 
     ("tbrm", {"source": "bank"}), ("apo", {"entropy_coef": 0.01, "filter_all_incorrect": True})]
 
 
+class GradientStep(torch.optim.SGD):
+    """Stands in for AdamW (same call): plain SGD at each group's lr, so the update is lr x the gradient. A class,
+    not a function, because DeepSpeed subclasses ``torch.optim.AdamW`` when it is imported."""
+
+    def __init__(self, groups, **kw):
+        super().__init__(groups, lr=0.0)
+
+
 def bank(tok, ref_model, n_prompts=6, k=4):
     """Prompts with k samples of different lengths each, half of them correct, with π_ref's log-probs."""
     out = []
@@ -77,7 +85,7 @@ def test_micro_batching_never_changes_the_update(name, options, monkeypatch):
     """Micro-batches of 1, 2 and 4 examples, and the whole batch of 8: the same update of the policy and of
     the value model. SGD at lr 1 stands in for AdamW, so the update is the gradient itself (Adam's first
     step is invariant to the gradient's scale and would hide a normalisation off by a constant)."""
-    monkeypatch.setattr(torch.optim, "AdamW", lambda groups, **kw: torch.optim.SGD(groups, lr=0.0))  # lr: each group's
+    monkeypatch.setattr(torch.optim, "AdamW", GradientStep)
     tok, ref = small()
     data = TrainData(bank=bank(tok, ref))
     data.demo = [s for g in data.bank for s in g["samples"] if s["reward"] > 0]

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -16,18 +17,28 @@ from tests.conftest import ROOT
 SPECS = ["dqo", "dqo:is_self_normalize=true", "kto", "ppo", "grpo", "sft"]
 
 
-def run(out, nproc):
+def run(out, nproc, strategy=None):
+    """The step script on ``nproc`` processes: torchrun, or ``accelerate launch`` with a shipped config."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     script = str(ROOT / "tests" / "_distributed_step.py")
     cmd = [sys.executable, script] if nproc == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
+    if strategy:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(ROOT / "accelerate_configs" / f"{strategy}.yaml"), "--num_processes", str(nproc), script]
     res = subprocess.run([*cmd, str(out), *SPECS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return torch.load(out)
 
 
-def test_two_processes_give_the_update_of_one(tmp_path):
-    one, two = run(tmp_path / "one.pt", 1), run(tmp_path / "two.pt", 2)
+@pytest.mark.parametrize("strategy", [None, pytest.param("zero2", marks=pytest.mark.slow),
+                                      pytest.param("zero3", marks=pytest.mark.slow)])
+def test_two_processes_give_the_update_of_one(tmp_path, strategy):
+    """DDP (torchrun), and DeepSpeed ZeRO-2/3 through accelerate launch (DeepSpeed's CPU accelerator over gloo):
+    the engine steps inside the last micro-batch's backward, ZeRO-3 gathers the sharded weights to compare."""
+    if strategy:
+        pytest.importorskip("deepspeed")
+    one, two = run(tmp_path / "one.pt", 1), run(tmp_path / "two.pt", 2, strategy)
     assert one["world"] == 1 and two["world"] == 2
     for spec in SPECS:
         a, b = one[spec], two[spec]
@@ -78,12 +89,17 @@ def _records(root):
     return out
 
 
-def test_a_job_on_two_processes_gives_the_record_of_one(tmp_path, smoke_overrides):
-    """``dist=ddp dist.num_processes=2`` (accelerate launch, gloo) against one process: the same artifacts and
-    samples from sharded generation, the same loss history within 1e-5, the same final record."""
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "zero3"])
+def test_a_job_on_two_processes_gives_the_record_of_one(tmp_path, smoke_overrides, strategy):
+    """``dist=ddp|zero3 dist.num_processes=2`` (accelerate launch; gloo) against one process: the same artifacts
+    and samples from sharded generation (ZeRO-3: weights sharded, decoding steps synced), the same loss history
+    within 1e-5, the same final record."""
     from tests.conftest import run_cli
 
-    for name, extra in (("one", []), ("two", ["dist=ddp", "dist.num_processes=2"])):
+    if strategy.startswith("zero"):
+        pytest.importorskip("deepspeed")
+    for name, extra in (("one", []), ("two", [f"dist={strategy}", "dist.num_processes=2"])):
         for algo, options in ALGOS.items():
             res = run_cli([f"algo={algo}", f"results_dir={tmp_path / name}", *smoke_overrides, *JOB, *options, *extra])
             assert res.returncode == 0, res.stderr[-3000:]
@@ -119,12 +135,12 @@ def test_a_job_on_two_processes_gives_the_record_of_one(tmp_path, smoke_override
 
 
 def test_the_shipped_accelerate_configs_are_valid_without_a_gpu(tmp_path):
-    """accelerate reads each file in accelerate/ as ``accelerate launch`` does: FSDP2 through the launcher's own
+    """accelerate reads each file in accelerate_configs/ as ``accelerate launch`` does: FSDP2 through the launcher's own
     environment, DeepSpeed's plugin builds its ZeRO config (neither needs a GPU nor deepspeed)."""
     from accelerate.commands.config.config_args import ClusterConfig
     from accelerate.utils import DeepSpeedPlugin
 
-    configs = {p.stem: ClusterConfig.from_yaml_file(str(p)) for p in (ROOT / "accelerate").glob("*.yaml")}
+    configs = {p.stem: ClusterConfig.from_yaml_file(str(p)) for p in (ROOT / "accelerate_configs").glob("*.yaml")}
     assert set(configs) == {"ddp", "fsdp", "zero2", "zero3"}
     assert configs["ddp"].distributed_type == "MULTI_GPU"
     for z in (2, 3):
@@ -134,7 +150,7 @@ def test_the_shipped_accelerate_configs_are_valid_without_a_gpu(tmp_path):
     script.write_text("from accelerate.utils import FullyShardedDataParallelPlugin as P\n"
                       "p = P()\nprint('fsdp', p.fsdp_version, p.reshard_after_forward, p.state_dict_type.name)\n")
     res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                          str(ROOT / "accelerate" / "fsdp.yaml"), "--num_processes", "1", str(script)],
+                          str(ROOT / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "1", str(script)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert "fsdp 2 True FULL_STATE_DICT" in res.stdout, res.stderr[-2000:]
 

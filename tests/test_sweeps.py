@@ -3,6 +3,7 @@ preset's launcher, run here with submitit's local executor), GPU slots, and shar
 import json
 
 import pandas as pd
+import pytest
 
 from harness.gpu_slots import gpu_slot, gpus_per_job
 from tests.conftest import run_cli
@@ -14,6 +15,7 @@ def _runs(root):
     return runs
 
 
+@pytest.mark.slow
 def test_parallel_jobs_build_a_shared_bank_and_reference_once(tmp_path, smoke_overrides):
     res = run_cli(["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "algo=rft,dpo",
                    f"results_dir={tmp_path}", *smoke_overrides])
@@ -30,6 +32,7 @@ def test_parallel_jobs_build_a_shared_bank_and_reference_once(tmp_path, smoke_ov
     assert max(a for a, _ in spans) < min(b for _, b in spans)
 
 
+@pytest.mark.slow
 def test_submitit_runs_each_job_of_a_sweep(tmp_path, smoke_overrides):
     res = run_cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "algo=sft", "seed=0,1",
                    f"results_dir={tmp_path}", *smoke_overrides])
