@@ -120,6 +120,8 @@ class Algorithm:
     needs_bank: bool = False
     #: trains on live samples from the policy (``OnlineAlgorithm``) rather than on ``build_examples``
     online: bool = False
+    #: fewest samples per prompt it can learn from: ``bank.k`` (offline) or ``algo.n_samples`` (online)
+    min_samples: int = 1
     #: slots of one example; all slots of a micro-batch go through the model in one forward pass
     slots: tuple[str, ...] = ("seq",)
     #: the backbone builds a value model V_φ (``ValueModelOptions``) and passes ``values`` in every slot
@@ -172,8 +174,6 @@ class OnlineAlgorithm(Algorithm):
 
     Options = OnlineOptions
     online = True
-    #: fewest ``n_samples`` per prompt the algorithm can learn from
-    min_samples: int = 1
 
     @property
     def needs_ref(self) -> bool:

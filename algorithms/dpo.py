@@ -36,6 +36,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
 class DPO(Algorithm):
     Options = DPOOptions
     needs_bank = True
+    min_samples = 2  # a pair: a correct and an incorrect sample of one prompt
     slots = ("chosen", "rejected")
 
     def build_examples(self, data, rng):

@@ -20,6 +20,8 @@ _RANGES = [
 
 
 def check_config(cfg) -> None:
+    if "seed" in cfg and (isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int)):
+        raise UserError(f"seed={cfg.get('seed')!r} is not an integer (seed=0, or a sweep: seed=0,1,2)")
     for key, lo, hi, inclusive in _RANGES:
         node, leaf = key.split(".")
         value = cfg.get(node, {}).get(leaf)

@@ -67,6 +67,8 @@ class HFEngine(Engine):
     def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate",
                  keys=None):
         model, tok = self.model, self.tok
+        if not prompts:  # an empty request is an empty result
+            return []
         keys = list(range(len(prompts))) if keys is None else list(keys)
         was_training = model.training
         model.eval()
@@ -158,7 +160,9 @@ class VLLMEngine(Engine):
                  keys=None):
         from vllm import SamplingParams
 
-        enc = [list(p) for p in prompts] if prompts and not isinstance(prompts[0], str) else \
+        if not prompts:  # an empty request is an empty result
+            return []
+        enc = [list(p) for p in prompts] if not isinstance(prompts[0], str) else \
             self.tok(prompts, add_special_tokens=True)["input_ids"]
         keys = list(range(len(prompts))) if keys is None else list(keys)
         greedy = temperature == 0

@@ -46,7 +46,7 @@ from harness.sequences import fill_ref_logps
 from harness.training import make_accelerator, mixed_precision, train
 from harness.value_check import build_value_states, value_correlation
 from harness.value_model import ValueHead, ValueModel
-from harness.variants import interpolated_keys, variant_id, variant_label
+from harness.variants import drop_operational, interpolated_keys, variant_id, variant_label
 from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
 from tasks import get_task
 
@@ -99,9 +99,9 @@ def run_spec(cfg, algo) -> dict:
         sections.append("value_check")
     spec = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
             for k in sections}
+    spec = {k: drop_operational(k, v) if isinstance(v, dict) else v for k, v in spec.items()}
     if algo.online:
         del spec["train"]["steps"]  # an online run's steps follow from algo.budget
-    spec["model"].pop("gradient_checkpointing", None)  # saves memory, changes no result
     spec["generation"] = generation_key(cfg)
     return spec
 
@@ -123,7 +123,13 @@ def check_job(cfg: DictConfig):
     check_engine(str(cfg.generation.engine))  # before the warm start, not after it
     if algo.online:
         online_plan(algo, int(cfg.train.batch_size))
+    elif algo.needs_bank and int(cfg.bank.k) < algo.min_samples:
+        raise UserError(f"bank.k={cfg.bank.k}: {algo.name} needs at least {algo.min_samples} samples per prompt; "
+                        f"raise bank.k")
     check_dist(OmegaConf.to_container(cfg.dist, resolve=True))
+    if cfg.model.name == "tiny" and not cfg.model.name_or_path and cfg.task.name != "arith" and algo.trains:
+        log.warning("model=tiny is a ~1M-parameter CPU testbed for task=arith: on task=%s expect ~0%% accuracy. "
+                    "For a real comparison: model=hf model.name_or_path=Qwen/Qwen2.5-0.5B-Instruct", cfg.task.name)
     return algo
 
 

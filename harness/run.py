@@ -38,6 +38,8 @@ def preflight(argv: list[str]) -> None:
     ignored ``++algo.x=``)."""
     from harness.registry import available
 
+    check_keys(argv)
+    check_results_dir(argv)
     chosen = {"algo": [default_choice("algo")], "task": [default_choice("task")]}
     for arg in argv:
         key, eq, value = arg.partition("=")
@@ -63,6 +65,48 @@ def preflight(argv: list[str]) -> None:
                 for key in keys:
                     if key != "name":
                         check_key(get(kind, name).Options, key, group, name if len(chosen[group]) > 1 else "")
+
+
+def check_keys(argv: list[str]) -> None:
+    """An override of a key that ``config.yaml`` does not declare stops with one line naming the closest one
+    (``+key=`` adds a key on purpose; ``algo.``/``task.`` keys are checked against the plug-in's options,
+    ``model.`` keys depend on the model group)."""
+    import difflib
+
+    import yaml
+
+    declared = {k: v for k, v in yaml.safe_load((SWEEPS / "config.yaml").read_text()).items() if k != "defaults"}
+    tops = set(declared) | {"algo", "task", "model", "dist", "hydra"}
+    for arg in argv:
+        key, eq, _ = arg.partition("=")
+        if not eq or key.startswith(("+", "~", "-")) or "/" in key:
+            continue
+        parts = key.split(".")
+        known = tops if len(parts) == 1 or parts[0] not in tops else (
+            set(declared[parts[0]]) | ({"name"} if parts[0] == "dist" else set())
+            if len(parts) == 2 and isinstance(declared.get(parts[0]), dict) and parts[0] != "model" else None)
+        i = 0 if parts[0] not in tops else len(parts) - 1  # the part that is unknown
+        if known is not None and parts[i] not in known:
+            close = difflib.get_close_matches(parts[i], sorted(known), n=1)
+            hint = f" (did you mean {'.'.join([*parts[:i], close[0], *parts[i + 1:]])}?)" if close else ""
+            raise UserError(f"unknown option {key}{hint}; every option is listed in sweeps/config.yaml")
+
+
+def check_results_dir(argv: list[str]) -> None:
+    """``results_dir`` can be created (Hydra writes its logs there first)."""
+    import yaml
+
+    value = str(yaml.safe_load((SWEEPS / "config.yaml").read_text())["results_dir"])
+    for arg in argv:
+        key, eq, v = arg.partition("=")
+        if eq and key.lstrip("+") == "results_dir":
+            value = v
+    if "," in value or "$" in value:  # a sweep over folders, or an interpolation: Hydra resolves it
+        return
+    try:
+        Path(value).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"results_dir={value}: cannot create it ({e.strerror}); give a folder you can write to") from None
 
 
 def default_choice(group: str) -> str:

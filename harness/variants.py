@@ -48,3 +48,14 @@ def variant_id(spec: dict) -> str:
     """Hash of the run spec without the seed: equal for the seeds of one configuration, different as
     soon as anything else differs (also a config file edited between runs)."""
     return config_hash({k: v for k, v in spec.items() if k != "seed"})[:8]
+
+
+#: options that change how a job runs, not what it computes: no part of any run or artifact key (nor label).
+#: micro_batch_size: the backbone reduces over the whole batch, so the update is the same up to the order of
+#: float sums (tests/test_accumulation.py); gradient_checkpointing recomputes the same activations.
+OPERATIONAL = {"train": ("checkpoint_every", "log_every", "micro_batch_size"), "model": ("gradient_checkpointing",)}
+
+
+def drop_operational(section: str, values: dict) -> dict:
+    """``values`` of a config section without its operational options."""
+    return {k: v for k, v in values.items() if k not in OPERATIONAL.get(section, ())}

@@ -25,6 +25,7 @@ from harness.models import (
 )
 from harness.ranks import main_process
 from harness.registry import get_algorithm
+from harness.variants import drop_operational
 from harness.training import train
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,10 @@ def encode_demo(tokenizer, task, demo: list[dict]) -> list[dict]:
 
 def warm_start_spec(cfg, task_spec: dict) -> dict:
     """Exactly the config that determines π_ref: its cache key."""
-    model = OmegaConf.to_container(cfg.model)
-    for lever in ("lora", "gradient_checkpointing"):  # applied to the algorithm's training, not to π_ref's
-        model.pop(lever, None)
+    model = drop_operational("model", OmegaConf.to_container(cfg.model))
+    model.pop("lora", None)  # applied to the algorithm's training, not to π_ref's
     return {"model": model, "task": task_spec,
-            "warm_start": OmegaConf.to_container(cfg.warm_start), "train": _sft_train_cfg(cfg)}
+            "warm_start": OmegaConf.to_container(cfg.warm_start), "train": drop_operational("train", _sft_train_cfg(cfg))}
 
 
 def _sft_train_cfg(cfg) -> dict:

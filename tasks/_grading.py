@@ -23,11 +23,11 @@ Number = int | float | Fraction
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 # One number: optional sign (not after a word or ")" so "12-3" reads 12 and 3), an integer part with
-# optional thousands commas, an optional decimal part, an optional "/ denominator".
+# optional thousands commas and an optional decimal part, or a bare decimal part (".5"), then an optional
+# "/ denominator".
 _NUM = re.compile(
     r"(?<![\d.])(?P<neg>(?<![\w)])-)?"
-    r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)"
-    r"(?P<dec>\.\d*)?(?!\d)"
+    r"(?:(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<dec>\.\d*)?|(?P<bare>\.\d+))(?!\d)"
     r"(?:\s*/\s*(?P<den>\d+)(?![\d.]))?"
 )
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))")
@@ -45,6 +45,8 @@ def _normalize(s: str) -> str:
 def _to_number(m: re.Match) -> Number:
     """The value of one ``_NUM`` match: int when integral, Fraction for a/b, float for decimals."""
     sign = -1 if m.group("neg") else 1
+    if m.group("bare"):  # ".5"
+        return sign * float("0" + m.group("bare"))
     whole = int(m.group("int").replace(",", ""))
     dec, den = m.group("dec"), m.group("den")
     if dec and dec.strip(".0"):

@@ -83,6 +83,9 @@ def load_local(data_dir: str | Path, splits: tuple[str, ...], required: tuple[st
         if not path.is_file():
             raise UserError(f"{label}: no {split}.jsonl in task.data_dir={data_dir} (looked for {path.resolve()})")
         out[split] = read_jsonl(path, required)
+        if not out[split]:
+            raise UserError(f"{label}: {path.resolve()} has no records (an empty file); give task.data_dir= a folder "
+                            f"whose {split}.jsonl holds one JSON object a line")
     return out
 
 

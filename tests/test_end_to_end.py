@@ -59,8 +59,10 @@ def test_unknown_names_fail_with_one_line(tmp_path):
 
 
 def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, smoke_overrides):
-    # One sample per prompt makes no (correct, incorrect) pair: dpo fails with a clear error; sft runs on.
-    res = run_cli(["-m", "algo=dpo,sft", f"results_dir={tmp_path}", *smoke_overrides, "bank.k=1"])
+    # Near-greedy samples are alike, so no prompt has a (correct, incorrect) pair: dpo fails with a clear error
+    # once its bank is built; sft runs on.
+    res = run_cli(["-m", "algo=dpo,sft", f"results_dir={tmp_path}", *smoke_overrides, "bank.k=2",
+                   "bank.temperature=0.01"])
     assert res.returncode == 1 and "1 job(s) failed" in res.stderr, res.stderr[-2000:]
     assert "dpo: no training examples" in res.stderr
     runs = pd.read_csv(tmp_path / "runs.csv").set_index("algo")

@@ -138,3 +138,10 @@ def test_shared_data_loads(name, n_train, n_test):
     s = get_task(name, data_dir=str(SHARED_DATA / name)).load_splits()
     assert (len(s["train"]), len(s["test"])) == (n_train, n_test)
     assert len({r["id"] for r in s["train"] + s["test"]}) == n_train + n_test
+
+
+def test_an_empty_split_file_is_named(tmp_path):
+    (tmp_path / "train.jsonl").write_text("\n")
+    (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n')
+    with pytest.raises(UserError, match=r"train.jsonl has no records \(an empty file\)"):
+        load_local(tmp_path, ("train", "test"), (), "gsm8k")

@@ -1,0 +1,60 @@
+"""Bad input as a new user types it: one line before any work, and options that change no result change no
+key (issue 13's table, a row a test)."""
+import pytest
+
+from harness.errors import UserError
+from harness.pipeline import check_job, make_algo, run_spec
+from harness.plan import compose
+from harness.variants import variant_label
+from harness.warm_start import warm_start_spec
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("option", ["train.checkpoint_every=50", "train.log_every=1", "train.micro_batch_size=4",
+                                    "generation.batch_size=8", "model.gradient_checkpointing=true"])
+def test_operational_options_change_no_key_nor_label(option):
+    base, other = compose(["algo=dqo"]), compose(["algo=dqo", option])
+    algo = make_algo(base)
+    assert run_spec(other, algo) == run_spec(base, algo)
+    assert variant_label([option], run_spec(other, algo)) == ""
+    task = {"name": "arith"}
+    assert warm_start_spec(other, task) == warm_start_spec(base, task)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["algo=dpo", "bank.k=1"], "bank.k=1: dpo needs at least 2 samples per prompt"),
+    (["seed=abc"], "seed='abc' is not an integer"),
+])
+def test_checked_before_any_work(overrides, words):
+    with pytest.raises(UserError, match=words):
+        check_job(compose(overrides))
+
+
+@pytest.mark.parametrize("arg, words", [
+    ("trian.steps=1", "unknown option trian.steps (did you mean train.steps?)"),
+    ("train.stpes=1", "unknown option train.stpes (did you mean train.steps?)"),
+    ("sed=1", "unknown option sed (did you mean seed?)"),
+    ("results_dir=/proc/no/such/folder", "results_dir=/proc/no/such/folder: cannot create it"),
+])
+def test_one_line_before_hydra(arg, words):
+    res = run_cli([arg])
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and words in lines[0], res.stderr[-1500:]
+
+
+def test_an_empty_request_is_an_empty_result():
+    from harness.generation import HFEngine
+    from tests.test_models import small
+
+    tok, model = small()
+    assert HFEngine(model, tok).generate([], n=4) == []
+
+
+def test_the_tiny_model_on_a_real_task_warns_up_front(caplog):
+    with caplog.at_level("WARNING", logger="dqo_bench"):
+        check_job(compose(["task=math"]))
+    assert "CPU testbed for task=arith" in caplog.text and "model.name_or_path=" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dqo_bench"):
+        check_job(compose(["task=arith"]))
+    assert "CPU testbed" not in caplog.text
