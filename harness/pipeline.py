@@ -164,6 +164,7 @@ def _record(cfg, algo, spec: dict, rid: str, run_dir: Path) -> dict:
         write_json(run_dir / "metrics.json", {**head, "status": "failed", "error": _one_line(e),
                                               "wall_s": time.perf_counter() - t0})
         atomic_write(run_dir / "error.txt", traceback.format_exc())
+        e.recorded = True  # the caller rebuilds the leaderboard only when something was recorded
         raise
     metrics = {**head, "status": "ok", **metrics}
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the record complete

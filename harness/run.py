@@ -25,6 +25,7 @@ SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 # `${mul:${bank.n_prompts},8}` in a yaml: a budget that follows the bank's size (8 passes over its prompts)
 OmegaConf.register_new_resolver("mul", lambda *xs: math.prod(int(x) for x in xs), replace=True)
 _failed: list[str] = []
+STOPPED = 3  # a job's exit code when it stopped before writing any record
 _sweep = [False]
 
 
@@ -124,7 +125,8 @@ def _setup_logging(level: int = logging.INFO) -> None:
 
 
 def _job(cfg_dict: dict) -> int:
-    """Run one job; 0 on success, 1 on failure (already recorded), printing a one-line error."""
+    """Run one job, printing a one-line error: 0 on success, 1 on a failure recorded in its run folder,
+    ``STOPPED`` when it stopped before writing any record."""
     from harness.pipeline import run_job
     from harness.ranks import main_process
 
@@ -134,11 +136,12 @@ def _job(cfg_dict: dict) -> int:
     except UserError as e:
         if main_process():  # every process of a launched job meets the same error
             print(f"error: {e}", file=sys.stderr)
+        return 1 if getattr(e, "recorded", False) else STOPPED
     except Exception as e:  # recorded in the run's folder with its traceback (error.txt)
         log.error("job failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         # rank 0 writes the traceback to error.txt; another process's is its own, so it goes to stderr
         log.log(logging.DEBUG if main_process() else logging.ERROR, "traceback", exc_info=True)
-    return 1
+        return 1 if getattr(e, "recorded", False) else STOPPED
 
 
 def _launch(cfg_dict: dict) -> int:
@@ -151,7 +154,7 @@ def _launch(cfg_dict: dict) -> int:
         check_job(OmegaConf.create(cfg_dict))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return STOPPED
     return launch(cfg_dict, Path(HydraConfig.get().runtime.output_dir))
 
 
@@ -171,7 +174,7 @@ def hydra_entry(cfg: DictConfig) -> None:
             rc = _job(cfg_dict)
     if rc != 0:
         _failed.append(label)
-    paths = write_reports(cfg.results_dir)
+    paths = write_reports(cfg.results_dir) if rc != STOPPED else None  # nothing new to report
     if paths:
         log.info("leaderboard: %s", paths["leaderboard"])
 

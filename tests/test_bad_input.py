@@ -58,3 +58,10 @@ def test_the_tiny_model_on_a_real_task_warns_up_front(caplog):
     with caplog.at_level("WARNING", logger="dqo_bench"):
         check_job(compose(["task=arith"]))
     assert "CPU testbed" not in caplog.text
+
+
+def test_a_job_stopped_before_any_work_writes_no_leaderboard(tmp_path):
+    res = run_cli(["seed=abc", f"results_dir={tmp_path}"])
+    lines = [x for x in res.stderr.strip().splitlines() if "WARNING" not in x]
+    assert res.returncode == 1 and len(lines) == 1 and "seed='abc'" in lines[0], res.stderr[-1500:]
+    assert not (tmp_path / "leaderboard.csv").exists() and not (tmp_path / "runs").exists()
