@@ -75,7 +75,7 @@ class HFEngine(Engine):
         device = next(model.parameters()).device
         eos_ids = _eos_ids(model, tok)
         # Prompts are strings, or token ids (to continue a sampled prefix exactly, without re-tokenising).
-        enc = [list(p) for p in prompts] if prompts and not isinstance(prompts[0], str) else \
+        enc = [list(p) for p in prompts] if not isinstance(prompts[0], str) else \
             tok(prompts, add_special_tokens=True)["input_ids"]
         # Requests are (prompt, sample) pairs, longest prompts first so batches pad little.
         requests = [(i, j) for i in range(len(prompts)) for j in range(n)]

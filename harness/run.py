@@ -7,6 +7,7 @@ from every run record under ``results_dir``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import sys
@@ -68,15 +69,21 @@ def preflight(argv: list[str]) -> None:
                         check_key(get(kind, name).Options, key, group, name if len(chosen[group]) > 1 else "")
 
 
+@functools.cache
+def main_config() -> dict:
+    """``sweeps/config.yaml`` as written (before Hydra composes it): the declared options and defaults."""
+    import yaml
+
+    return yaml.safe_load((SWEEPS / "config.yaml").read_text())
+
+
 def check_keys(argv: list[str]) -> None:
     """An override of a key that ``config.yaml`` does not declare stops with one line naming the closest one
     (``+key=`` adds a key on purpose; ``algo.``/``task.`` keys are checked against the plug-in's options,
     ``model.`` keys depend on the model group)."""
     import difflib
 
-    import yaml
-
-    declared = {k: v for k, v in yaml.safe_load((SWEEPS / "config.yaml").read_text()).items() if k != "defaults"}
+    declared = {k: v for k, v in main_config().items() if k != "defaults"}
     tops = set(declared) | {"algo", "task", "model", "dist", "hydra"}
     for arg in argv:
         key, eq, _ = arg.partition("=")
@@ -95,9 +102,7 @@ def check_keys(argv: list[str]) -> None:
 
 def check_results_dir(argv: list[str]) -> None:
     """``results_dir`` can be created (Hydra writes its logs there first)."""
-    import yaml
-
-    value = str(yaml.safe_load((SWEEPS / "config.yaml").read_text())["results_dir"])
+    value = str(main_config()["results_dir"])
     for arg in argv:
         key, eq, v = arg.partition("=")
         if eq and key.lstrip("+") == "results_dir":
@@ -112,9 +117,7 @@ def check_results_dir(argv: list[str]) -> None:
 
 def default_choice(group: str) -> str:
     """The config group's default in ``config.yaml`` (``algo: dqo``)."""
-    import yaml
-
-    for item in yaml.safe_load((SWEEPS / "config.yaml").read_text())["defaults"]:
+    for item in main_config()["defaults"]:
         if isinstance(item, dict) and group in item:
             return item[group]
     raise KeyError(group)
