@@ -44,7 +44,7 @@ def run(model: str, data_dir: str | None, limit: int | None, num_fewshot: int | 
     except ImportError:
         raise UserError("lm-eval is not installed: pip install 'lm-eval==0.4.*'") from None
     from tasks import get_task
-    from tasks._loaders import hub_reachable
+    from harness.hub import hub_reachable
 
     with tempfile.TemporaryDirectory() as tmp:
         if data_dir:

@@ -28,6 +28,7 @@ from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
 from harness.launch import SHARDED, check_dist
 from harness.memory import check_levers, dtype_of, lora_enabled, trainable
+from harness.hub import model_source
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
 from harness.process_values import build_process_values, load_process_values, shaping
@@ -115,7 +116,9 @@ def reference_config(cfg) -> DictConfig:
 def check_job(cfg: DictConfig):
     """Everything that can be checked before any work (one line each); returns the plug-in."""
     algo = make_algo(cfg)
-    load_task(cfg)
+    load_task(cfg)[0].check_source()
+    if cfg.model.name_or_path:
+        model_source(str(cfg.model.name_or_path))
     get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
     check_config(cfg)
     mixed_precision(str(cfg.train.precision))

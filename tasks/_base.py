@@ -51,6 +51,9 @@ class Task:
     def _style(self) -> str:
         return getattr(self.opts, "prompt_style", "auto")
 
+    def check_source(self) -> None:
+        """Before any work: the task's data can be read (a dataset task probes the hub or reads its folder)."""
+
     # -- prompts ------------------------------------------------------------------------------------
     def bind_tokenizer(self, tokenizer) -> None:
         """Called once by the pipeline after π_ref's tokenizer is loaded; fixes the prompt style."""

@@ -57,6 +57,14 @@ class DatasetTask(Task):
             loaders.check_fields(recs, self.required, f"{hub_id} {split}")
         return raw
 
+    def check_source(self) -> None:
+        """Before any work: a local folder is read whole (an empty file or a bad line is named now, not after
+        the warm start); the hub is probed."""
+        if self.opts.data_dir:
+            self.raw_splits()
+        else:
+            loaders.require_hub(self.opts.hub_id or self.default_hub_id, ("train", "test"), self.label)
+
     def record_id(self, record: dict, split: str, index: int) -> str:
         return f"{self.name}-{split}-{index:05d}"
 

@@ -10,43 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import socket
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
 
 from harness.errors import UserError
-
-PROBE_TIMEOUT_S = 3.0
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """False when offline mode is set (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``) or a TCP connection
-    to the hub endpoint does not open within ``timeout`` seconds."""
-    if _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("HF_DATASETS_OFFLINE")):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    ok = []
-
-    def probe():
-        try:
-            with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-                ok.append(True)
-        except OSError:
-            pass
-
-    # In a thread: the connect timeout does not cover a hanging DNS lookup, the join timeout does.
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)
-    return bool(ok)
+from harness.hub import hub_reachable
 
 
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
@@ -89,12 +57,17 @@ def load_local(data_dir: str | Path, splits: tuple[str, ...], required: tuple[st
     return out
 
 
-def load_hub(dataset_id: str, configs: list[str | None], splits: tuple[str, ...], label: str
-             ) -> dict[str, list[dict]]:
-    """``{split: records}`` from the hub, the configs of each split concatenated in the order given."""
+def require_hub(dataset_id: str, splits: tuple[str, ...], label: str) -> None:
+    """One line naming the fix when the hub cannot be reached (checked before any work, and again at loading)."""
     if not hub_reachable():
         raise UserError(f"{label}: cannot reach the Hugging Face hub for {dataset_id}; "
                         f"point at local files with task.data_dir=PATH (a folder with {'/'.join(s + '.jsonl' for s in splits)})")
+
+
+def load_hub(dataset_id: str, configs: list[str | None], splits: tuple[str, ...], label: str
+             ) -> dict[str, list[dict]]:
+    """``{split: records}`` from the hub, the configs of each split concatenated in the order given."""
+    require_hub(dataset_id, splits, label)
     from datasets import load_dataset
 
     out: dict[str, list[dict]] = {s: [] for s in splits}

@@ -21,9 +21,9 @@ def smoke_overrides():
     return list(SMOKE)
 
 
-def run_cli(args, cwd=ROOT, timeout=600):
+def run_cli(args, cwd=ROOT, timeout=600, env=None):
     import subprocess
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)

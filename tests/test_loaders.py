@@ -7,7 +7,8 @@ import pytest
 
 from harness.errors import UserError
 from tasks import get_task
-from tasks._loaders import hub_reachable, load_hub, load_local, read_jsonl, subset
+from harness.hub import hub_reachable
+from tasks._loaders import load_hub, load_local, read_jsonl, subset
 from tests.conftest import SHARED_DATA
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"no shared data at {SHARED_DATA}")
