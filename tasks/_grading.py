@@ -198,13 +198,15 @@ def clean_latex(answer: str) -> str:
     return s.strip().rstrip(".,").strip()
 
 
-def normalize_math_answer(answer: str) -> str:
+def normalize_math_answer(answer: str, keep_equation: bool = False) -> str:
     """Minerva's answer normalisation (units, ``\\text``, spaces, ``$``) after ``clean_latex``, with
-    ``\\left``/``\\right`` dropped (Hendrycks' ``strip_string``)."""
+    ``\\left``/``\\right`` dropped (Hendrycks' ``strip_string``). Minerva keeps the text after the last ``=``
+    (``x = 5`` → ``5``); ``keep_equation`` keeps the whole equation."""
     s = clean_latex(answer)
     for a, b in (("\\left", ""), ("\\right", ""), ("\\!", "")):
         s = s.replace(a, b)
-    s = s.split("=")[-1]
+    if not keep_equation:
+        s = s.split("=")[-1]
     for before, after in _MINERVA_SUBSTITUTIONS:
         s = s.replace(before, after)
     for expr in _MINERVA_REMOVED:
@@ -297,6 +299,14 @@ def math_verify_equal(pred: str, gold: str) -> bool | None:
     return _numbers_close(g[0], p[0]) is not False
 
 
+_VARIABLE = re.compile(r"^\\?[A-Za-z]+(_\{?\w+\}?)?(\(\w\))?$")  # x, \\theta, a_1, x_{n}, f(x)
+
+
+def _assigns(answer: str) -> bool:
+    """Whether an answer with "=" is "variable = value" (``x = 5``, ``\\theta=\\pi``, ``f(x)=2x``)."""
+    return bool(_VARIABLE.match(normalize_math_answer(answer, True).split("=")[0].replace("$", "")))
+
+
 _BASE_NUMBER = re.compile(r"^\s*(-?[0-9A-Za-z.]+)\s*_\s*\{?\s*(\d+)\s*\}?\s*$")
 
 
@@ -316,7 +326,12 @@ def math_answers_equal(pred: str | None, gold: str | None, timeout_s: float | No
     gb, pb = _base_number(clean_latex(gold)), _base_number(clean_latex(pred))
     if gb is not None:  # math-verify drops the subscript: 52_8 would equal 52_9
         return pb == gb or (pb is None and clean_latex(pred).upper() == gb[0])
-    if normalize_math_answer(pred) == normalize_math_answer(gold):
+    # Minerva keeps the text after the last "=", so "98765+x=5" met "x=5" and "0" met "5x-7y+4=0". Two equations
+    # are compared whole; a bare value meets an equation only when that names one variable ("5" for "x=5").
+    whole = "=" in pred and "=" in gold
+    if not whole and not all(_assigns(a) for a in (pred, gold) if "=" in a):
+        return False  # a value never equals an equation such as "98765+x=5"
+    if normalize_math_answer(pred, whole) == normalize_math_answer(gold, whole):
         return True
     if max(len(pred), len(gold)) > MAX_SYMBOLIC_CHARS:
         return False

@@ -40,6 +40,8 @@ def test_gold_answer_is_last_box_with_nesting(task):
     ("$\\boxed{\\frac \\pi4 + 2 - \\sqrt2}$", "\\frac{\\pi}{4}+2-\\sqrt{2}"),
     ("$\\boxed{1+x^2}$", "x^2+1"),                       # symbolic equivalence
     ("$\\boxed{x = 3}$", "3"),                           # "x =" prefix
+    ("$\\boxed{5}$", "x=5"), ("$\\boxed{2x+3}$", "y = 2x + 3"),  # a value for "variable = value"
+    ("$\\boxed{y=2x+3}$", "y = 2x + 3"), ("$\\boxed{5x-7y+11z=-4}$", "5x - 7y + 11z + 4 = 0"),  # equations whole
     ("$\\boxed{(1, 2)}$", "(1,2)"),
     ("$\\boxed{[-2, 7)}$", "[-2,7)"),
     ("$\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}$", "\\left( 3, \\frac{\\pi}{2} \\right)"),
@@ -74,6 +76,10 @@ def test_correct(task, completion, gold):
     ("$\\boxed{10^{100}+1}$", "10^{100}"),              # huge exact numbers stay exact
     ("$\\boxed{100000000000000000001}$", "100000000000000000000"),
     ("$\\boxed{\\frac \\pi4 + 2 - \\sqrt3}$", "\\frac{\\pi}{4}+2-\\sqrt{2}"),
+    ("$\\boxed{98765+x=5}$", "x=5"),                    # equations are compared whole, not after the last "="
+    ("$\\boxed{98765+y = 2x + 3}$", "y = 2x + 3"), ("$\\boxed{98765+5x - 7y + 11z + 4 = 0}$", "5x - 7y + 11z + 4 = 0"),
+    ("$\\boxed{0}$", "5x - 7y + 11z + 4 = 0"),          # a value is no equation
+    ("$\\boxed{98765+x=5}$", "5"),
     ("the value is 18", "18"),                          # no box, no "answer is": no answer
     ("", "18"), ("$\\boxed{}$", "18"), ("$\\boxed{18", "18"),  # malformed
     ("$\\boxed{\\frac{1}{2}}$", ""),                    # a gold solution with an empty box grades nothing
