@@ -160,3 +160,12 @@ def test_apo_estimates_v_star_from_the_bank_then_trains_online(tmp_path, smoke_o
     bad = run_cli(["algo=apo", "algo.prompt_pool=25", f"results_dir={tmp_path}", *smoke_overrides,
                    "include_reference=false"])
     assert bad.returncode == 1 and "algo.prompt_pool must not exceed bank.n_prompts" in bad.stderr, bad.stderr[-2000:]
+
+
+def test_a_value_check_whose_states_have_no_step_boundary_records_its_prompt_level_check(tmp_path, smoke_overrides):
+    """One-token rollouts hold no step boundary (a model answering on one line): the states are the prompts."""
+    res = run_cli(["algo=dqo", f"results_dir={tmp_path}", *smoke_overrides, "value_check.n_prompts=8",
+                   "value_check.max_new_tokens=1", "include_reference=false"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert (runs.status == "ok").all() and runs.value_n_states.tolist() == [8]
