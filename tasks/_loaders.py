@@ -18,11 +18,16 @@ from harness.hub import hub_reachable
 
 
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
-    """The objects of a JSONL file; blank lines are skipped. Errors name ``file:line``."""
+    """The objects of a JSONL file; blank lines are skipped; ``required`` fields must hold text. Errors name
+    ``file:line``."""
     path = Path(path)
     records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{lineno}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -31,9 +36,7 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
                 raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(obj, dict):
                 raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            missing = [k for k in required if k not in obj]
-            if missing:
-                raise UserError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            check_fields([obj], required, f"{path}:{lineno}", numbered=False)
             records.append(obj)
     return records
 
@@ -83,12 +86,16 @@ def load_hub(dataset_id: str, configs: list[str | None], splits: tuple[str, ...]
     return out
 
 
-def check_fields(records: list[dict], required: tuple[str, ...], where: str) -> None:
-    """Hub records get the same field check as local files (row numbers instead of lines)."""
+def check_fields(records: list[dict], required: tuple[str, ...], where: str, numbered: bool = True) -> None:
+    """Every required field present and text (hub records are named by row, file lines by ``file:line``)."""
     for i, r in enumerate(records):
+        at = f"{where} row {i}" if numbered else where
         missing = [k for k in required if k not in r]
         if missing:
-            raise UserError(f"{where} row {i}: missing field(s) {', '.join(missing)}")
+            raise UserError(f"{at}: missing field(s) {', '.join(missing)}")
+        wrong = [f"{k} is {type(r[k]).__name__}" for k in required if not isinstance(r[k], str)]
+        if wrong:
+            raise UserError(f"{at}: field(s) must be text: {', '.join(wrong)}")
 
 
 def subset(records: list[dict], n: int | None, seed: int, tag: str) -> list[dict]:
