@@ -38,6 +38,28 @@ class ArtifactStore:
     def path(self, stage: str, spec: dict) -> Path:
         return self.root / f"{stage}-{config_hash({'stage': stage, **spec})[:12]}"
 
+    def checkpoint_dir(self, stage: str, spec: dict) -> Path:
+        """Where a long build (the warm start) keeps its resumable checkpoint; removed once the artifact is built."""
+        path = self.path(stage, spec)
+        return path.with_name(path.name + ".ckpt")
+
+    def clean_stale(self) -> list[Path]:
+        """Remove the temporary folders of builds that were killed (no job holds their lock); returns them."""
+        removed = []
+        for tmp in sorted(self.root.glob("*.tmp")) if self.root.is_dir() else []:
+            lock = FileLock(str(tmp.with_suffix("")) + ".lock")
+            try:
+                with lock.acquire(timeout=0):
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        removed.append(tmp)
+            except TimeoutError:  # a build in progress (filelock.Timeout is a TimeoutError)
+                continue
+        if removed:
+            log.info("removed %d unfinished artifact folder(s) of killed builds: %s", len(removed),
+                     ", ".join(p.name for p in removed))
+        return removed
+
     def get_or_build(self, stage: str, spec: dict, build: Callable[[Path], dict]) -> tuple[Path, dict, bool]:
         """``(path, meta, hit)``. On a miss ``build(tmp_dir)`` fills the folder and returns its meta
         (cost, counts); the spec and the build's wall time are added to it.
@@ -70,10 +92,15 @@ class ArtifactStore:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             t0 = time.perf_counter()
-            meta = dict(build(tmp) or {})
-            meta.setdefault("wall_s", time.perf_counter() - t0)
-            meta["stage"], meta["spec"] = stage, spec
-            (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
+            try:
+                meta = dict(build(tmp) or {})
+                meta.setdefault("wall_s", time.perf_counter() - t0)
+                meta["stage"], meta["spec"] = stage, spec
+                (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
+            except BaseException:  # a failed build (a full disk, an error) leaves nothing half-written behind
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             shutil.rmtree(path, ignore_errors=True)
             tmp.rename(path)
+            shutil.rmtree(path.with_name(path.name + ".ckpt"), ignore_errors=True)  # its build's checkpoint
             return path, meta, False

@@ -22,12 +22,11 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from harness import compute
+from harness import checkpoints, compute
 from harness.compute import mean_length, train_stage_flops
 from harness.errors import UserError
 from harness.grade_parallel import grade_many
 from harness.memory import adapters_off
-from harness.records import atomic_write
 from harness.sequences import collate, completion_logps
 from harness.training import Learner, check_batch_sizes, log_step
 
@@ -74,10 +73,14 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
     # A checkpoint is taken at an iteration boundary; what follows it is a pure function of the seed.
     start = learner.resume(ckpt_dir)
     saved = json.loads((ckpt_dir / LOG).read_text()) if start and (ckpt_dir / LOG).exists() else {}
+    for name, counts in saved.get("meter", {}).items():  # the stages' tokens, FLOPs and time before the checkpoint
+        rec = meter.stages.setdefault(name, {"wall_s": 0.0, "gen_tokens": 0, "train_tokens": 0, "flops": 0.0})
+        rec.update({k: rec.get(k, 0) + v for k, v in counts.items()})
     log.info("%s: %d iterations of %d prompts x %d samples, %d epochs: %d optimiser steps of %d",
              algo.name, plan["iterations"], per_iter, g, plan["epochs"], plan["steps"], bsz)
     history, rollouts = saved.get("history", []), saved.get("rollouts", [])
-    step, gen_tokens, every = 0, saved.get("gen_tokens", 0), int(cfg.train.checkpoint_every or 0)
+    step, gen_tokens = 0, saved.get("gen_tokens", 0)
+    schedule = checkpoints.Schedule(cfg.train.checkpoint_every, cfg.train.get("checkpoint_minutes"))
     bar = tqdm(total=plan["steps"], initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
     for it in range(plan["iterations"]):
         batch = [pool[i] for i in order[it * per_iter:it * per_iter + plan["iteration_sizes"][it]]]
@@ -121,10 +124,12 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
         log.info("%s iteration %d/%d: reward %.3f, %d generated tokens (%d in all), %.1f s sampling",
                  algo.name, it + 1, plan["iterations"], info["reward_mean"], info["gen_tokens"], gen_tokens,
                  info["rollout_s"])
-        if ckpt_dir and every and it + 1 < plan["iterations"] and step // every > it_start // every:
-            learner.checkpoint(ckpt_dir, step)
-            atomic_write(ckpt_dir / LOG, json.dumps({"history": history, "rollouts": rollouts,
-                                                     "gen_tokens": gen_tokens}))
+        if ckpt_dir and it + 1 < plan["iterations"] and schedule.due(step, it_start):
+            counted = {name: {k: meter.stages[name][k] for k in ("wall_s", "gen_tokens", "train_tokens", "flops")}
+                       for name in ("rollout", "train")}
+            learner.checkpoint(ckpt_dir, step, {LOG: json.dumps({"history": history, "rollouts": rollouts,
+                                                                 "gen_tokens": gen_tokens, "meter": counted})})
+            schedule.saved()
         if plan["gen_token_cap"] is not None and gen_tokens >= plan["gen_token_cap"]:
             log.info("%s: generation budget of %d tokens reached after iteration %d", algo.name,
                      plan["gen_token_cap"], it + 1)

@@ -27,14 +27,15 @@ from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
 from harness.launch import SHARDED, check_dist
-from harness.memory import check_levers, dtype_of, lora_enabled, trainable
 from harness.hub import model_source
+from harness.memory import check_levers, dtype_of, lora_enabled, trainable
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
 from harness.process_values import build_process_values, load_process_values, shaping
 from harness.provenance import provenance
 from harness.records import (
     atomic_write,
+    disk_full,
     is_complete,
     read_json,
     run_id,
@@ -155,6 +156,9 @@ def run_job(cfg: DictConfig) -> dict:
 def _record(cfg, algo, spec: dict, rid: str, run_dir: Path) -> dict:
     """Run the job's stages and write its record (a failure is recorded too, then raised)."""
     log.info("=== %s", rid)
+    if ranks.main_process():  # a killed run's half-written files (``atomic_write``'s temporaries)
+        for stale in run_dir.glob("*.tmp*"):
+            stale.unlink(missing_ok=True)
     atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     head = {"run_id": rid, "task": cfg.task.name, "model": model_label(cfg), "algo": algo.name,
             "variant": variant_label(list(cfg.get("_overrides") or []), spec, interpolated_keys(cfg, spec)),
@@ -163,7 +167,12 @@ def _record(cfg, algo, spec: dict, rid: str, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     try:
         metrics = _run(cfg, algo, run_dir)
-    except Exception as e:  # recorded as a failed run; the caller decides whether the sweep goes on
+    except Exception as e:
+        if disk_full(e, run_dir):  # not the run's failure: nothing recorded, a rerun resumes where it stopped
+            raise UserError(f"no space left on the disk of results_dir={cfg.results_dir} ({_one_line(e)}); free "
+                            f"space or give another results_dir=, then rerun: finished runs, artifacts and "
+                            f"checkpoints are kept, half-written files were removed") from None
+        # recorded as a failed run; the caller decides whether the sweep goes on
         write_json(run_dir / "metrics.json", {**head, "status": "failed", "error": _one_line(e),
                                               "wall_s": time.perf_counter() - t0})
         atomic_write(run_dir / "error.txt", traceback.format_exc())
@@ -222,6 +231,8 @@ def _run(cfg, algo, run_dir: Path) -> dict:
     job = Job(cfg=cfg, algo=algo, task=task, task_spec=task_spec, n_demo=n_demo, seed=seed,
               store=ArtifactStore(Path(cfg.results_dir) / "artifacts"), meter=compute.Meter(),
               accelerator=make_accelerator(str(cfg.train.precision)))
+    if ranks.main_process():
+        job.store.clean_stale()
     with job.meter.stage("data"):
         splits = task.load_splits()
         demo, rl_prompts = split_train(splits["train"], n_demo)
@@ -265,9 +276,10 @@ def load_policy(job: Job, splits: dict, demo: list[dict]) -> None:
     if cfg.model.name_or_path and int(cfg.warm_start.steps) == 0:
         job.ref_path = job.ref_key = str(cfg.model.name_or_path)
     else:
+        spec = warm_start_spec(cfg, job.task_spec) | {"n_demo": job.n_demo}
         path, meta, hit = job.store.get_or_build(
-            "warm_start", warm_start_spec(cfg, job.task_spec) | {"n_demo": job.n_demo},
-            lambda out: build_warm_start(cfg, job.task, splits, demo, job.accelerator, out))
+            "warm_start", spec, lambda out: build_warm_start(cfg, job.task, splits, demo, job.accelerator, out,
+                                                             ckpt_dir=job.store.checkpoint_dir("warm_start", spec)))
         log.info("warm start: %s %s", "reusing" if hit else "built", path)
         job.used["warm_start"], job.ref_path = {**meta, "path": str(path), "hit": hit}, str(path)
         job.ref_key = path.name  # content-addressed: artifacts keyed on it survive a moved results_dir

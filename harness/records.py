@@ -20,8 +20,31 @@ def atomic_write(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written temporary left behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def disk_full(err: BaseException, where: str | Path) -> bool:
+    """Whether ``err`` (or what caused it) is a full disk: ENOSPC/EDQUOT, the message libraries that do not
+    raise OSError give (safetensors, torch.save), or less than 1 MiB left under ``where``."""
+    import errno
+    import shutil
+
+    e: BaseException | None = err
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "os error 28" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    try:
+        return shutil.disk_usage(where).free < 2**20
+    except OSError:
+        return False
 
 
 def write_json(path: Path, obj) -> None:

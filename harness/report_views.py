@@ -46,6 +46,9 @@ def markdown(board: pd.DataFrame) -> str:
             variant = f"`{r.variant}`" if isinstance(r.variant, str) and r.variant else ""
             gain = f"{r.gain_per_device_hour:+.1f}" if pd.notna(r.gain_per_device_hour) else ""
             mfu = f"{100 * r.mfu:.1f}%" if pd.notna(r.mfu) else ""
+            if pd.isna(r.accuracy):  # no finished run: no number to show (see runs.csv's error column)
+                parts.append(f"| {r.algo} | {variant} | 0 | failed | | | | | | | | | | {r.status} |")
+                continue
             parts.append(f"| {r.algo} | {variant} | {int(r.n_seeds)} | {_pts(r.accuracy)}{ci} | {d} | {p} | {gain} "
                          f"| {_pts(r.accuracy_sampled)} | {_si(r.get('train_gen_tokens'))} | {_si(r.train_tokens)} "
                          f"| {_si(r.flops)} + {_si(r.data_flops)} "
@@ -87,7 +90,8 @@ def plot(board: pd.DataFrame, path: Path) -> None:
             a.set_xscale("log")
             a.set_xlabel("FLOPs per run (training + evaluation + shared data)")
             a.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        if ax.get_legend_handles_labels()[0]:  # a block of failed runs only has nothing to plot
+            ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

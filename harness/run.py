@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 OmegaConf.register_new_resolver("mul", lambda *xs: math.prod(int(x) for x in xs), replace=True)
 _failed: list[str] = []
 STOPPED = 3  # a job's exit code when it stopped before writing any record
+MIN_FREE = 256 * 1024  # bytes results_dir's disk needs before Hydra writes its logs there
 _sweep = [False]
 
 
@@ -111,8 +113,12 @@ def check_results_dir(argv: list[str]) -> None:
         return
     try:
         Path(value).mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(value).free
     except OSError as e:
         raise UserError(f"results_dir={value}: cannot create it ({e.strerror}); give a folder you can write to") from None
+    if free < MIN_FREE:
+        raise UserError(f"results_dir={value}: only {free // 1024} KiB free on its disk; free space or give "
+                        f"another results_dir=")
 
 
 def default_choice(group: str) -> str:
@@ -177,7 +183,12 @@ def hydra_entry(cfg: DictConfig) -> None:
             rc = _job(cfg_dict)
     if rc != 0:
         _failed.append(label)
-    paths = write_reports(cfg.results_dir) if rc != STOPPED else None  # nothing new to report
+    try:
+        paths = write_reports(cfg.results_dir) if rc != STOPPED else None  # nothing new to report
+    except OSError as e:  # a full disk: the records stay; `python -m harness.report` rebuilds the tables later
+        print(f"error: cannot write the leaderboard under results_dir={cfg.results_dir} ({e.strerror}); "
+              f"free space, then: python -m harness.report results_dir={cfg.results_dir}", file=sys.stderr)
+        paths = None
     if paths:
         log.info("leaderboard: %s", paths["leaderboard"])
 

@@ -18,10 +18,9 @@ from tqdm.auto import tqdm
 from accelerate.utils import DistributedType
 from transformers import get_scheduler
 
-from harness import ranks
+from harness import checkpoints, ranks
 from harness.agent import Agent
 from harness.errors import UserError
-from harness.records import atomic_write
 from harness.sequences import collate
 from harness.value_model import ValueHead
 
@@ -76,6 +75,10 @@ def step_batches(n_examples: int, batch_size: int, steps: int, seed: int):
         order = order[batch_size:]
 
 
+HISTORY = "history.json"  # in a checkpoint: the steps before it, so a resumed run's history is whole
+COUNTS = "token_counts.json"  # and the tokens trained so far, so a resumed run's cost is the whole run's
+
+
 class Learner:
     """The policy (and value model) with their optimisers and schedules: ``step(batch)`` is one optimiser
     step of ``algo.loss`` on a list of examples, identical for offline and online algorithms.
@@ -104,6 +107,10 @@ class Learner:
             # DeepSpeed's engine steps the optimiser (and this schedule) inside the last micro-batch's backward,
             # which ``step`` marks, and clips one global norm itself
             accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] = float(cfg.max_grad_norm or 0.0)
+        # accelerate saves every object it prepared: an earlier Learner's (the warm start's) would enter this one's
+        # checkpoints, and a rerun that reuses the warm start could not load them (accelerate's advice: free_memory
+        # between two trainings)
+        accelerator.free_memory()
         self.model, self.optimizer, self.scheduler = accelerator.prepare(Agent(model, value_model), optimizer, scheduler)
         if self.deepspeed:  # accelerate's backward drives the first engine it prepared; this Learner's is its own
             from accelerate.utils.deepspeed import DeepSpeedEngineWrapper
@@ -249,18 +256,21 @@ class Learner:
         state = self.accelerator.get_state_dict(self.model)
         return {k.removeprefix("policy."): v for k, v in (state or {}).items() if k.startswith("policy.")}
 
-    def checkpoint(self, ckpt_dir: Path | None, step: int) -> None:
+    def checkpoint(self, ckpt_dir: Path | None, step: int, extra: dict[str, str] | None = None) -> None:
+        """Save the whole training state (and ``extra`` files, e.g. the history so far) at ``step``."""
         if ckpt_dir is not None:
-            self.accelerator.save_state(str(ckpt_dir))  # every process: sharded states are gathered
-            atomic_write(ckpt_dir / "step.json", json.dumps({"step": step}))
+            counts = json.dumps({"tokens": self.tokens, "forward_tokens": self.forward_tokens})
+            checkpoints.save(ckpt_dir, self.accelerator.save_state, step, {**(extra or {}), COUNTS: counts})
 
     def resume(self, ckpt_dir: Path | None) -> int:
         """The step a checkpoint in ``ckpt_dir`` was saved at (its state loaded), or 0."""
-        if ckpt_dir is None or not (ckpt_dir / "step.json").exists():
-            return 0
-        self.accelerator.load_state(str(ckpt_dir))
-        step = json.loads((ckpt_dir / "step.json").read_text())["step"]
-        log.info("resuming from checkpoint %s at step %d", ckpt_dir, step)
+        step = checkpoints.settle(ckpt_dir) if ckpt_dir is not None else 0
+        if step:
+            self.accelerator.load_state(str(ckpt_dir))
+            if (ckpt_dir / COUNTS).exists():  # the run's token counts are the whole run's, as if never stopped
+                counts = json.loads((ckpt_dir / COUNTS).read_text())
+                self.tokens, self.forward_tokens = counts["tokens"], counts["forward_tokens"]
+            log.info("resuming from checkpoint %s at step %d", ckpt_dir, step)
         return step
 
 
@@ -301,7 +311,8 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
     learner = Learner(model, algo, cfg, steps=steps, seed=seed, pad_id=pad_id, accelerator=accelerator,
                       value_model=value_model)
     start = learner.resume(ckpt_dir)
-    history = []
+    history = json.loads((ckpt_dir / HISTORY).read_text()) if start and (ckpt_dir / HISTORY).exists() else []
+    schedule = checkpoints.Schedule(cfg.checkpoint_every, cfg.get("checkpoint_minutes"))
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
     t0 = time.perf_counter()
     for step, idx in enumerate(step_batches(len(examples), bsz, steps, seed), start=1):
@@ -312,8 +323,9 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
         bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{learner.tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
         bar.update(1)
         log_step(cfg, desc, rec, steps)
-        if cfg.checkpoint_every and step % int(cfg.checkpoint_every) == 0 and step < steps:
-            learner.checkpoint(ckpt_dir, step)
+        if ckpt_dir is not None and step < steps and schedule.due(step, step - 1):
+            learner.checkpoint(ckpt_dir, step, {HISTORY: json.dumps(history)})
+            schedule.saved()
     bar.close()
     return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
             "forward_tokens": learner.forward_tokens, "steps": steps - start, "value_model": learner.critic,

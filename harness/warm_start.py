@@ -54,8 +54,10 @@ def _sft_train_cfg(cfg) -> dict:
     return t
 
 
-def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out: Path) -> dict:
-    """Build π_ref into ``out`` (model + tokenizer via save_pretrained); returns its cost summary."""
+def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out: Path,
+                     ckpt_dir: Path | None = None) -> dict:
+    """Build π_ref into ``out`` (model + tokenizer via save_pretrained); returns its cost summary. A killed
+    build resumes its SFT from ``ckpt_dir`` (``train.checkpoint_minutes``)."""
     m = cfg.model
     if m.name_or_path:
         tok = load_tokenizer(m.name_or_path)
@@ -74,7 +76,7 @@ def build_warm_start(cfg, task, splits: dict, demo: list[dict], accelerator, out
         algo = get_algorithm(cfg.warm_start.algo)(lr=cfg.warm_start.lr)
         examples = algo.build_examples(TrainData(demo=encode_demo(tok, task, demo)), random.Random(int(cfg.warm_start.seed)))
         res = train(model, algo, examples, OmegaConf.create(_sft_train_cfg(cfg)), seed=int(cfg.warm_start.seed),
-                    pad_id=tok.pad_token_id, accelerator=accelerator, desc=f"warm start ({algo.name})")
+                    pad_id=tok.pad_token_id, accelerator=accelerator, ckpt_dir=ckpt_dir, desc=f"warm start ({algo.name})")
         model, state = res["model"], res["policy_state"]()  # every process: gathers weights a strategy sharded
         meta = {"train_tokens": res["train_tokens"], "final_loss": res["history"][-1]["loss"],
                 "flops": compute.train_flops(model.config, res["train_tokens"], compute.mean_length(examples, algo.slots))}
