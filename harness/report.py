@@ -8,6 +8,7 @@ for a person) and ``accuracy_vs_cost.png``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -143,17 +144,27 @@ def _gain_per_device_hour(board: pd.DataFrame) -> None:
 
 
 def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[str, Path]:
+    """Rebuild every table from the records. Jobs that finish at once (two sweeps, a parallel launcher) take
+    turns: each reads the records under the lock, so the last to write has read every finished one."""
+    from filelock import FileLock
+
     results_dir = Path(results_dir)
-    runs = collect_runs(results_dir)
     paths = {"runs": results_dir / "runs.csv", "leaderboard": results_dir / "leaderboard.csv",
              "markdown": results_dir / "leaderboard.md", "plot": results_dir / "accuracy_vs_cost.png"}
-    if runs.empty:
-        return {}
-    board = leaderboard(runs, greedy_scores(results_dir, runs.run_id), baseline)
-    atomic_write(paths["runs"], runs.to_csv(index=False))
-    atomic_write(paths["leaderboard"], board.to_csv(index=False, float_format="%.6g"))
-    atomic_write(paths["markdown"], markdown(board))
-    plot(board, paths["plot"])
+    with FileLock(str(results_dir / ".report.lock")):
+        runs = collect_runs(results_dir)
+        if runs.empty:
+            return {}
+        board = leaderboard(runs, greedy_scores(results_dir, runs.run_id), baseline)
+        atomic_write(paths["runs"], runs.to_csv(index=False))
+        atomic_write(paths["leaderboard"], board.to_csv(index=False, float_format="%.6g"))
+        atomic_write(paths["markdown"], markdown(board))
+        tmp = paths["plot"].with_name(f"{paths['plot'].stem}.tmp{os.getpid()}.png")
+        try:
+            plot(board, tmp)
+            os.replace(tmp, paths["plot"])
+        finally:
+            tmp.unlink(missing_ok=True)
     return paths
 
 

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ log = logging.getLogger("dqo_bench")
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 # `${mul:${bank.n_prompts},8}` in a yaml: a budget that follows the bank's size (8 passes over its prompts)
 OmegaConf.register_new_resolver("mul", lambda *xs: math.prod(int(x) for x in xs), replace=True)
+OmegaConf.register_new_resolver("pid", os.getpid, replace=True)  # `${pid:}`: Hydra's folders, one per sweep
 _failed: list[str] = []
 STOPPED = 3  # a job's exit code when it stopped before writing any record
 MIN_FREE = 256 * 1024  # bytes results_dir's disk needs before Hydra writes its logs there

@@ -161,3 +161,23 @@ find {disk} -name metrics.json -exec cat {{}} + > {tmp_path}/again.metrics
     again = (tmp_path / "again.out").read_text() + (tmp_path / "again.err").read_text()
     assert (tmp_path / "again.rc").read_text().strip() == "0", again[-3000:]
     assert "warm start: reusing" in again and json.loads((tmp_path / "again.metrics").read_text())["status"] == "ok"
+
+
+def test_a_long_stage_saves_itself_by_default(monkeypatch):
+    """``train.checkpoint_minutes`` (default 30) saves once that much wall time has passed, with no step count
+    asked; ``checkpoint_every`` still saves on its multiples."""
+    from harness.plan import compose
+
+    assert float(compose([]).train.checkpoint_minutes) > 0
+    clock = [0.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
+    schedule = checkpoints.Schedule(every=0, minutes=30)
+    clock[0] = 29 * 60
+    assert not schedule.due(5, 4)
+    clock[0] = 30 * 60
+    assert schedule.due(6, 5)
+    schedule.saved()
+    assert not schedule.due(7, 6)
+    by_steps = checkpoints.Schedule(every=4, minutes=0)
+    assert [s for s in range(1, 13) if by_steps.due(s, s - 1)] == [4, 8, 12]
+    assert by_steps.due(9, 6) and not by_steps.due(7, 5)  # an online iteration from step 6 to 9 crosses 8

@@ -67,3 +67,28 @@ def test_gpu_slots_are_disjoint_and_released(tmp_path, monkeypatch):
         assert whole is None and "CUDA_VISIBLE_DEVICES" not in os.environ
     assert gpus_per_job({"name": "none"}) == 1
     assert gpus_per_job({"name": "ddp", "num_processes": 8, "num_machines": 2}) == 4
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_on_one_results_dir_share_artifacts_and_keep_the_tables_whole(tmp_path, smoke_overrides):
+    """Two users (or two terminals) start overlapping sweeps at the same moment on one results_dir."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "harness.run", "-m", f"algo={algos}", f"results_dir={tmp_path}",
+                               *smoke_overrides], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for algos in ("sft,dpo", "dpo,rft")]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    log = "\n".join(outs)
+    assert log.count("warm start: built") == 1 and log.count("rollout bank: sampled") == 1
+    assert len([x for x in log.splitlines() if "=== arith-tiny-dpo-" in x]) == 1  # dpo run once, read by the other
+    runs = _runs(tmp_path)
+    assert sorted(runs.algo) == ["dpo", "reference", "rft", "sft"]
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert sorted(board.algo) == ["dpo", "reference", "rft", "sft"] and (board.status == "ok").all()
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
