@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.errors import UserError
-from harness.hub import model_source
+from harness.hub import local_model_path
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_tiny_model(tokenizer, *, hidden_size=128, num_layers=4, num_heads=4, i
 def load_tokenizer(name_or_path: str):
     """The tokenizer of a saved or hub model, with a pad token (EOS where it has none)."""
     try:
-        tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=_from_cache(name_or_path))
+        tok = AutoTokenizer.from_pretrained(local_model_path(name_or_path))
     except (OSError, ValueError) as e:
         raise UserError(_load_hint(name_or_path, "tokenizer", e)) from None
     if tok.pad_token is None:
@@ -76,8 +76,7 @@ def load_model(name_or_path: str, *, dtype: torch.dtype = torch.float32, device:
     sharded): the harness uses it outside an engine (π_ref's log-probs, generation) and shards it at prepare."""
     try:
         with _whole_model():
-            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype,
-                                                         local_files_only=_from_cache(name_or_path))
+            model = AutoModelForCausalLM.from_pretrained(local_model_path(name_or_path), dtype=dtype)
     except (OSError, ValueError) as e:
         raise UserError(_load_hint(name_or_path, "model", e)) from None
     return model.to(device)
@@ -95,11 +94,6 @@ def _whole_model():
         yield
     finally:
         hf_ds._hf_deepspeed_config_weak_ref = ref
-
-
-def _from_cache(name_or_path: str) -> bool:
-    """A hub id while the hub is out of reach but the model is in the local cache: load it without retries."""
-    return not Path(name_or_path).expanduser().is_dir() and model_source(name_or_path) == "cache"
 
 
 def _load_hint(name_or_path: str, what: str, err: Exception) -> str:

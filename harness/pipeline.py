@@ -27,7 +27,7 @@ from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
 from harness.launch import SHARDED, check_dist
-from harness.hub import model_source
+from harness.hub import local_model_path, model_source
 from harness.memory import check_levers, dtype_of, lora_enabled, trainable
 from harness.models import load_model, load_tokenizer
 from harness.online import online_plan, train_online
@@ -274,7 +274,8 @@ def load_policy(job: Job, splits: dict, demo: list[dict]) -> None:
     generation engine that samples from the policy."""
     cfg = job.cfg
     if cfg.model.name_or_path and int(cfg.warm_start.steps) == 0:
-        job.ref_path = job.ref_key = str(cfg.model.name_or_path)
+        job.ref_key = str(cfg.model.name_or_path)  # keys name the model as the user did
+        job.ref_path = local_model_path(job.ref_key)  # what every engine loads (the cached copy when offline)
     else:
         spec = warm_start_spec(cfg, job.task_spec) | {"n_demo": job.n_demo}
         path, meta, hit = job.store.get_or_build(

@@ -35,8 +35,10 @@ def arch(mcfg):
     if mcfg.get("name_or_path"):
         from transformers import AutoConfig
 
+        from harness.hub import local_model_path
+
         try:
-            return AutoConfig.from_pretrained(str(mcfg.name_or_path))
+            return AutoConfig.from_pretrained(local_model_path(str(mcfg.name_or_path)))
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read the config.json of model.name_or_path={mcfg.name_or_path!r}: give a local "
                             f"folder or a reachable hub id ({str(e).strip().splitlines()[0]})") from None

@@ -107,6 +107,7 @@ print(type(load_model("org/tiny")).__name__, type(load_tokenizer("org/tiny")).__
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and "LlamaForCausalLM" in res.stdout, res.stderr[-1500:]
+    assert "Retrying" not in res.stderr  # no request to the hub at all (by hub id, transformers asks for an adapter)
 
 
 def test_a_model_folder_without_config_and_a_broken_data_file_stop_before_any_work(tmp_path):

@@ -170,6 +170,7 @@ def test_what_cannot_run_here_stops_in_one_line(tmp_path):
         assert not (tmp_path / "artifacts").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_resumes_from_its_checkpoint(tmp_path):
     """Checkpoints under DDP: every process saves (accelerate's save_state), rank 0 writes the step; a run
     killed during step 3 and resumed ends where an uninterrupted run (on one process or two) does."""

@@ -35,13 +35,17 @@ def same(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The records of each algorithm's job never killed (computed once, when first asked for)."""
     out = {}
-    for algo, args in ALGOS.items():
-        results = tmp_path_factory.mktemp(f"whole-{algo}")
-        res = run_cli([*args, f"results_dir={results}", *JOB])
-        assert res.returncode == 0, res.stderr[-3000:]
-        out[algo] = record(results)
-    return out
+
+    def get(algo):
+        if algo not in out:
+            results = tmp_path_factory.mktemp(f"whole-{algo}")
+            res = run_cli([*ALGOS[algo], f"results_dir={results}", *JOB])
+            assert res.returncode == 0, res.stderr[-3000:]
+            out[algo] = record(results)
+        return out[algo]
+    return get
 
 
 WARM = 20  # the smoke warm start's steps: the algorithm's optimiser steps come after them
@@ -50,7 +54,7 @@ ALGOS = {"dqo": ["algo=dqo"],  # offline, bank, separate value model, value chec
 
 
 @pytest.mark.parametrize("algo, point, nth", [
-    pytest.param("dqo", "train", WARM + 2, id="dqo-train"),
+    pytest.param("dqo", "train", WARM + 2, id="dqo-train", marks=pytest.mark.slow),
     pytest.param("dqo", "warm_start", 7, id="dqo-warm_start", marks=pytest.mark.slow),
     pytest.param("dqo", "checkpoint", 4, id="dqo-mid-checkpoint", marks=pytest.mark.slow),
     pytest.param("dqo", "bank", 1, id="dqo-bank", marks=pytest.mark.slow),
@@ -68,7 +72,7 @@ def test_a_job_killed_anywhere_and_rerun_ends_with_the_records_of_one_never_kill
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     if point in ("warm_start", "train", "checkpoint"):
         assert "resuming from checkpoint" in rerun.stdout + rerun.stderr
-    got, want = record(tmp_path), uninterrupted[algo]
+    got, want = record(tmp_path), uninterrupted(algo)
     assert got["samples.jsonl"] == want["samples.jsonl"]
     assert got["train_history.jsonl"] == want["train_history.jsonl"]
     diff = {k: (got["metrics"][k], want["metrics"][k]) for k in SAME if not same(got["metrics"][k], want["metrics"][k])}
@@ -137,6 +141,7 @@ def _tmpfs_prefix():
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_tmpfs_prefix() is None, reason="cannot mount a tmpfs here (neither root nor user namespaces)")
 def test_a_full_disk_stops_in_one_line_leaves_nothing_half_written_and_loses_nothing(tmp_path):
     disk = tmp_path / "disk"

@@ -17,7 +17,7 @@ from tasks._grading import extract_math_answer, extract_numeric_answer, math_ans
 from tasks._loaders import read_jsonl
 from tests.conftest import SHARED_DATA
 
-FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 LIMIT_S = 2.0  # the per-item grading limit used here (task.timeout_s)
 GSM, MATH, ARITH = get_task("gsm8k"), get_task("math", timeout_s=LIMIT_S), get_task("arith")
 
