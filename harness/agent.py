@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from harness.buckets import bucketed
 from harness.sequences import completion_logps
 from harness.value_model import ValueHead, gather_values
 
@@ -28,7 +29,11 @@ class Agent(nn.Module):
     def forward(self, t: dict, outputs=(), policy: bool = True, values: bool = True):
         """``(logps, values, outputs)`` of a collated batch: the policy's log-probs (None when not asked for),
         V(s_h) (None when not asked for or without a value model; a head on the policy's trunk needs the
-        policy's pass either way) and the declared extra ``outputs``."""
+        policy's pass either way) and the declared extra ``outputs``. Run in length buckets
+        (``harness/buckets.py``): padding is mostly not computed."""
+        return bucketed(lambda rows: self._forward(rows, outputs, policy, values), t)
+
+    def _forward(self, t: dict, outputs, policy: bool, values: bool):
         vm = self.value if values else None
         if self.shared_trunk and vm is not None:
             logps, extra = completion_logps(self.policy, t, outputs, return_hidden=True)

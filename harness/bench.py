@@ -349,12 +349,13 @@ def main(argv: list[str]) -> int:
 
 
 def our_step_any(learner, batch_examples) -> dict:
-    from harness.sequences import collate
+    from harness.buckets import computed_positions
 
     before = learner.tokens
     learner.step(batch_examples, 0)
-    seqs = [ex[s] for s in learner.algo.slots for ex in batch_examples]
-    return {"real": learner.tokens - before, "computed": collate(seqs, learner.pad_id)["input_ids"].numel()}
+    lengths = [len(ex[s]["prompt_ids"]) + len(ex[s]["completion_ids"]) for s in learner.algo.slots
+               for ex in batch_examples]
+    return {"real": learner.tokens - before, "computed": computed_positions(lengths)}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
+from harness.buckets import bucketed
+
 #: per-token fields the online loop gives every rollout (π_old's log-probs; the critic's values)
 ROLLOUT_FIELDS = ("old_logps", "old_values")
 
@@ -91,7 +93,7 @@ def fill_ref_logps(model, examples: list[dict], slots, pad_id: int, device=None,
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
         t = collate(chunk, pad_id, device)
-        lp, _ = completion_logps(model, t)
+        lp, _ = bucketed(lambda rows: completion_logps(model, rows), t)
         tokens += int(t["attention_mask"].sum())
         for row, seq in enumerate(chunk):
             seq["ref_logps"] = lp[row, : len(seq["completion_ids"])].tolist()
