@@ -15,8 +15,9 @@ import torch
 OVERHEAD = 256
 
 
-def split(lengths: list[int], overhead: int = OVERHEAD) -> list[list[int]]:
+def split(lengths: list[int], overhead: int | None = None) -> list[list[int]]:
     """Row indices grouped into buckets of similar length (the cheapest split of the sorted lengths)."""
+    overhead = OVERHEAD if overhead is None else overhead
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     n = len(order)
     best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j sorted rows
@@ -34,7 +35,7 @@ def split(lengths: list[int], overhead: int = OVERHEAD) -> list[list[int]]:
     return groups[::-1]
 
 
-def computed_positions(lengths: list[int], overhead: int = OVERHEAD) -> int:
+def computed_positions(lengths: list[int], overhead: int | None = None) -> int:
     """Positions the bucketed forward computes for sequences of these lengths (padding within buckets included)."""
     return sum(len(g) * max(lengths[i] for i in g) for g in split(lengths, overhead))
 
@@ -50,7 +51,7 @@ def rows(t: dict[str, torch.Tensor], idx: list[int]) -> dict[str, torch.Tensor]:
     return out
 
 
-def bucketed(fn, t: dict[str, torch.Tensor], overhead: int = OVERHEAD):
+def bucketed(fn, t: dict[str, torch.Tensor], overhead: int | None = None):
     """``fn(t)`` (a tuple of ``[B, ...]`` tensors, Nones and dicts of tensors) computed bucket by bucket and put
     back in the batch's row order."""
     groups = split(t["attention_mask"].sum(1).tolist(), overhead)
