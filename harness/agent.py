@@ -18,9 +18,12 @@ class Agent(nn.Module):
     """``policy`` (a causal LM) and ``value`` (a ``ValueModel`` with its own trunk, a ``ValueHead`` on the
     policy's trunk, or None)."""
 
-    def __init__(self, policy: nn.Module, value: nn.Module | None = None):
+    def __init__(self, policy: nn.Module, value: nn.Module | None = None, buckets: bool = True):
         super().__init__()
         self.policy, self.value = policy, value
+        # off when weights are sharded (ZeRO-3, FSDP): every process must make the same forward calls, each
+        # gathering the weights, and the processes' batches would split into different numbers of buckets
+        self.buckets = buckets
 
     @property
     def shared_trunk(self) -> bool:
@@ -31,6 +34,8 @@ class Agent(nn.Module):
         V(s_h) (None when not asked for or without a value model; a head on the policy's trunk needs the
         policy's pass either way) and the declared extra ``outputs``. Run in length buckets
         (``harness/buckets.py``): padding is mostly not computed."""
+        if not self.buckets:
+            return self._forward(t, outputs, policy, values)
         return bucketed(lambda rows: self._forward(rows, outputs, policy, values), t)
 
     def _forward(self, t: dict, outputs, policy: bool, values: bool):

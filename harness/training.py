@@ -111,7 +111,10 @@ class Learner:
         # checkpoints, and a rerun that reuses the warm start could not load them (accelerate's advice: free_memory
         # between two trainings)
         accelerator.free_memory()
-        self.model, self.optimizer, self.scheduler = accelerator.prepare(Agent(model, value_model), optimizer, scheduler)
+        sharded = accelerator.distributed_type == DistributedType.FSDP or (
+            self.deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3)
+        self.model, self.optimizer, self.scheduler = accelerator.prepare(
+            Agent(model, value_model, buckets=not sharded), optimizer, scheduler)
         if self.deepspeed:  # accelerate's backward drives the first engine it prepared; this Learner's is its own
             from accelerate.utils.deepspeed import DeepSpeedEngineWrapper
 
