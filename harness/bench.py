@@ -127,23 +127,27 @@ def trl_step(trainer, batch_rows) -> dict:
 
 def our_side(model, tok, dataset, lr: float, beta: float, batch: int):
     """Our Learner with the DPO plug-in, on the token ids TRL made (π_ref's per-token log-probs filled by us)."""
-    from omegaconf import OmegaConf
-
     from harness.registry import get_algorithm
     from harness.sequences import fill_ref_logps
-    from harness.training import Learner, make_accelerator
 
     examples = []
     for r in dataset:
         examples.append({s: {"prompt_ids": list(r["prompt_ids"]), "completion_ids": list(r[f"{s}_ids"]),
                              "ref_logps": None} for s in ("chosen", "rejected")})
     fill_ref_logps(model, examples, ("chosen", "rejected"), tok.pad_token_id)
-    algo = get_algorithm("dpo")(lr=lr, beta=beta)
+    return learner_for(get_algorithm("dpo")(lr=lr, beta=beta), model, tok, batch), examples
+
+
+def learner_for(algo, model, tok, batch: int, value_model=None):
+    """A Learner as the TRL side is configured: one pass a step, constant rate, clipping at 1.0, fp32."""
+    from omegaconf import OmegaConf
+
+    from harness.training import Learner, make_accelerator
+
     cfg = OmegaConf.create({"micro_batch_size": batch, "warmup_ratio": 0.0, "lr_schedule": "constant",
                             "max_grad_norm": 1.0, "weight_decay": 0.0})
-    learner = Learner(model, algo, cfg, steps=10**6, seed=0, pad_id=tok.pad_token_id,
-                      accelerator=make_accelerator("fp32"))
-    return learner, examples
+    return Learner(model, algo, cfg, steps=10**6, seed=0, pad_id=tok.pad_token_id,
+                   accelerator=make_accelerator("fp32"), value_model=value_model)
 
 
 # ---- our other steps: DQO (bank, separate value model) and GRPO (live groups) ---------------------------------
@@ -172,13 +176,10 @@ def algo_learner(name: str, model, tok, bank: list[dict], batch: int):
     import copy
     import random
 
-    from omegaconf import OmegaConf
-
     from algorithms._base import TrainData
     from harness.pipeline import make_algo
     from harness.plan import compose
     from harness.sequences import fill_ref_logps
-    from harness.training import Learner, make_accelerator
     from harness.value_model import ValueModel
 
     algo = make_algo(compose([f"algo={name}"]))  # its yaml's options, as a job gets them
@@ -192,11 +193,7 @@ def algo_learner(name: str, model, tok, bank: list[dict], batch: int):
         examples = algo.build_examples(data, random.Random(0))
         fill_ref_logps(model, examples, algo.slots, tok.pad_token_id)
     value = ValueModel(copy.deepcopy(model)) if algo.needs_value_model else None
-    cfg = OmegaConf.create({"micro_batch_size": batch, "warmup_ratio": 0.0, "lr_schedule": "constant",
-                            "max_grad_norm": 1.0, "weight_decay": 0.0})
-    learner = Learner(model, algo, cfg, steps=10**6, seed=0, pad_id=tok.pad_token_id,
-                      accelerator=make_accelerator("fp32"), value_model=value)
-    return learner, examples
+    return learner_for(algo, model, tok, batch, value), examples
 
 
 def generation_rate(model, tok, prompts: list[str], max_new_tokens: int = 64) -> dict:
