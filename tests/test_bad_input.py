@@ -24,6 +24,8 @@ def test_operational_options_change_no_key_nor_label(option):
 @pytest.mark.parametrize("overrides, words", [
     (["algo=dpo", "bank.k=1"], "bank.k=1: dpo needs at least 2 samples per prompt"),
     (["seed=abc"], "seed='abc' is not an integer"),
+    (["train.checkpoint_minutes=abc"], "train.checkpoint_minutes='abc' is not a number"),
+    (["train.checkpoint_minutes=-1"], "train.checkpoint_minutes=-1 is out of range: it must be >= 0"),
 ])
 def test_checked_before_any_work(overrides, words):
     with pytest.raises(UserError, match=words):
