@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.buckets import bucketed
-from harness.sequences import completion_logps
+from harness import buckets, prefix
+from harness.sequences import completion_logps, logps_from
 from harness.value_model import ValueHead, gather_values
 
 
@@ -18,12 +18,15 @@ class Agent(nn.Module):
     """``policy`` (a causal LM) and ``value`` (a ``ValueModel`` with its own trunk, a ``ValueHead`` on the
     policy's trunk, or None)."""
 
-    def __init__(self, policy: nn.Module, value: nn.Module | None = None, buckets: bool = True):
+    def __init__(self, policy: nn.Module, value: nn.Module | None = None, sharded: bool = False):
         super().__init__()
         self.policy, self.value = policy, value
-        # off when weights are sharded (ZeRO-3, FSDP): every process must make the same forward calls, each
-        # gathering the weights, and the processes' batches would split into different numbers of buckets
-        self.buckets = buckets
+        # with weights sharded (ZeRO-3, FSDP) every process must make the same forward calls, each gathering the
+        # weights: no length buckets (the processes' batches would split differently), and the prompt-sharing path
+        # always (two calls per model, whatever the batch)
+        self.sharded = sharded
+        # what the last forward ran: real tokens (a shared prompt counted once) and positions (padding included)
+        self.last_tokens = self.last_positions = 0
 
     @property
     def shared_trunk(self) -> bool:
@@ -32,13 +35,54 @@ class Agent(nn.Module):
     def forward(self, t: dict, outputs=(), policy: bool = True, values: bool = True):
         """``(logps, values, outputs)`` of a collated batch: the policy's log-probs (None when not asked for),
         V(s_h) (None when not asked for or without a value model; a head on the policy's trunk needs the
-        policy's pass either way) and the declared extra ``outputs``. Run in length buckets
-        (``harness/buckets.py``): padding is mostly not computed."""
-        if not self.buckets:
-            return self._forward(t, outputs, policy, values)
-        return bucketed(lambda rows: self._forward(rows, outputs, policy, values), t)
+        policy's pass either way) and the declared extra ``outputs``. Each distinct prompt is computed once
+        (``harness/prefix.py``) or the sequences run whole in length buckets (``harness/buckets.py``), whichever
+        computes fewer positions; either way most padding is never computed."""
+        self.last_tokens = self.last_positions = 0
+        path, groups = self._plan(t)
+        if path == "prefix":
+            fn = lambda rows: self._prefix_forward(rows, prefix.layout(rows), outputs, policy, values)  # noqa: E731
+        else:
+            fn = lambda rows: self._forward(rows, outputs, policy, values)  # noqa: E731
+        return buckets.bucketed(fn, t, groups=groups)
+
+    def _plan(self, t: dict) -> tuple[str, list[list[int]]]:
+        """``(path, buckets)``: with sharded weights one bucket (every process makes the same calls), by the prompt-
+        sharing path unless gradient checkpointing is on; otherwise the cheaper path in positions computed, a call
+        counted as ``buckets.OVERHEAD`` positions."""
+        rows = [list(range(t["input_ids"].size(0)))]
+        share = "prompt_group" in t and not any(
+            getattr(m, "is_gradient_checkpointing", False)  # transformers turns the KV cache off under it
+            for m in (self.policy, getattr(self.value, "trunk", None)) if m is not None)
+        if self.sharded:
+            return ("prefix" if share else "whole"), rows
+        lengths = t["attention_mask"].sum(1).tolist()
+        whole = buckets.split(lengths)
+        if share:
+            shared = prefix.split(t)
+            whole_cost = buckets.computed_positions(lengths, groups=whole) + buckets.OVERHEAD * len(whole)
+            if prefix.cost(t, shared) < whole_cost:
+                return "prefix", shared
+        return "whole", whole
+
+    def _prefix_forward(self, t: dict, lay: dict, outputs, policy: bool, values: bool):
+        real, computed = prefix.counts(lay)
+        self.last_tokens, self.last_positions = self.last_tokens + real, self.last_positions + computed
+        vm = self.value if values else None
+        shared = self.shared_trunk and vm is not None
+        logps, v, extra = None, None, {}
+        if policy or shared:
+            logits, hidden = prefix.run(self.policy, lay, lm=True, hidden=shared)
+            logps, extra = logps_from(logits, t, outputs)
+            if shared:
+                v = vm(hidden) * t["mask"]
+        if vm is not None and not shared:
+            v = vm.head(prefix.run(vm.trunk, lay, lm=False, hidden=True)[1]) * t["mask"]
+        return (logps if policy else None), (v.float() if v is not None else None), extra
 
     def _forward(self, t: dict, outputs, policy: bool, values: bool):
+        self.last_tokens += int(t["attention_mask"].sum())
+        self.last_positions += int(t["attention_mask"].sum(1).max()) * t["attention_mask"].size(0)
         vm = self.value if values else None
         if self.shared_trunk and vm is not None:
             logps, extra = completion_logps(self.policy, t, outputs, return_hidden=True)

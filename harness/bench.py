@@ -346,13 +346,10 @@ def main(argv: list[str]) -> int:
 
 
 def our_step_any(learner, batch_examples) -> dict:
-    from harness.buckets import computed_positions
-
     before = learner.tokens
     learner.step(batch_examples, 0)
-    lengths = [len(ex[s]["prompt_ids"]) + len(ex[s]["completion_ids"]) for s in learner.algo.slots
-               for ex in batch_examples]
-    return {"real": learner.tokens - before, "computed": computed_positions(lengths)}
+    agent = learner.accelerator.unwrap_model(learner.model)
+    return {"real": learner.tokens - before, "computed": agent.last_positions}
 
 
 if __name__ == "__main__":

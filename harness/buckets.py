@@ -35,9 +35,9 @@ def split(lengths: list[int], overhead: int | None = None) -> list[list[int]]:
     return groups[::-1]
 
 
-def computed_positions(lengths: list[int], overhead: int | None = None) -> int:
+def computed_positions(lengths: list[int], overhead: int | None = None, groups: list[list[int]] | None = None) -> int:
     """Positions the bucketed forward computes for sequences of these lengths (padding within buckets included)."""
-    return sum(len(g) * max(lengths[i] for i in g) for g in split(lengths, overhead))
+    return sum(len(g) * max(lengths[i] for i in g) for g in groups or split(lengths, overhead))
 
 
 def rows(t: dict[str, torch.Tensor], idx: list[int]) -> dict[str, torch.Tensor]:
@@ -51,10 +51,10 @@ def rows(t: dict[str, torch.Tensor], idx: list[int]) -> dict[str, torch.Tensor]:
     return out
 
 
-def bucketed(fn, t: dict[str, torch.Tensor], overhead: int | None = None):
-    """``fn(t)`` (a tuple of ``[B, ...]`` tensors, Nones and dicts of tensors) computed bucket by bucket and put
-    back in the batch's row order."""
-    groups = split(t["attention_mask"].sum(1).tolist(), overhead)
+def bucketed(fn, t: dict[str, torch.Tensor], overhead: int | None = None, groups: list[list[int]] | None = None):
+    """``fn(t)`` (a tuple of ``[B, ...]`` tensors, Nones and dicts of tensors) computed bucket by bucket (``groups``
+    of rows, by default ``split`` of the lengths) and put back in the batch's row order."""
+    groups = groups or split(t["attention_mask"].sum(1).tolist(), overhead)
     if len(groups) == 1:
         return fn(t)
     parts = [fn(rows(t, g)) for g in groups]

@@ -28,7 +28,7 @@ from harness.errors import UserError
 from harness.grade_parallel import grade_many
 from harness.memory import adapters_off
 from harness.sequences import collate, completion_logps
-from harness.training import Learner, check_batch_sizes, log_step
+from harness.training import Learner, check_batch_sizes, log_step, prompt_groups, shuffled
 
 log = logging.getLogger("dqo_bench")
 LOG = "online_log.json"  # beside a checkpoint: the history and rollout log up to it
@@ -101,8 +101,8 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
             tokens0, fwd0 = learner.tokens, learner.forward_tokens
             stopped = False
             for epoch in range(plan["epochs"]):
-                idx = list(range(len(examples)))
-                random.Random(seed * 7919 + it * 31 + epoch).shuffle(idx)
+                idx = shuffled(len(examples), random.Random(seed * 7919 + it * 31 + epoch),
+                               prompt_groups(examples, algo.slots) if cfg.train.get("group_by_prompt") else None)
                 for k in range(0, len(idx), bsz):
                     step += 1
                     if stopped:  # early stop: the schedule still advances, so its length stays the budget's

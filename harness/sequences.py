@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
-from harness.buckets import bucketed
 
 #: per-token fields the online loop gives every rollout (π_old's log-probs; the critic's values)
 ROLLOUT_FIELDS = ("old_logps", "old_values")
@@ -38,6 +37,10 @@ def collate(seqs: list[dict], pad_id: int, device=None, token_fields=(), sequenc
     mask = torch.zeros((len(seqs), tmax))
     ref = torch.zeros((len(seqs), tmax))
     token_rewards = torch.zeros((len(seqs), tmax))
+    # which rows share a prompt (``harness/prefix.py`` computes each distinct prompt once)
+    groups: dict[tuple, int] = {}
+    prompt_group = torch.tensor([groups.setdefault(tuple(s["prompt_ids"]), len(groups)) for s in seqs])
+    prompt_len = torch.tensor([len(s["prompt_ids"]) for s in seqs])
     for i, (s, ids) in enumerate(zip(seqs, full)):
         p, c = len(s["prompt_ids"]), len(s["completion_ids"])
         input_ids[i, : len(ids)] = torch.tensor(ids)
@@ -52,6 +55,7 @@ def collate(seqs: list[dict], pad_id: int, device=None, token_fields=(), sequenc
         token_rewards[i, c - 1] += float(s.get("reward", 0.0))  # the outcome, on the last token
     out = {
         "input_ids": input_ids, "attention_mask": attention_mask, "pred_pos": pred_pos,
+        "prompt_len": prompt_len, "prompt_group": prompt_group,
         "completion_ids": completion_ids, "mask": mask, "ref_logps": ref,
         "rewards": torch.tensor([float(s.get("reward", 0.0)) for s in seqs]), "token_rewards": token_rewards,
     }
@@ -74,27 +78,33 @@ def completion_logps(model, batch: dict[str, torch.Tensor], outputs=(), return_h
                 output_hidden_states=return_hidden)
     logits = out.logits
     idx = batch["pred_pos"].unsqueeze(-1).expand(-1, -1, logits.size(-1))
-    picked = logits.gather(1, idx).float()  # [B, T, V]: only the rows that predict completion tokens
-    logps = selective_log_softmax(picked, batch["completion_ids"]) * batch["mask"]
-    extra = {name: MODEL_OUTPUTS[name](picked) * batch["mask"] for name in outputs}
+    logps, extra = logps_from(logits.gather(1, idx), batch, outputs)  # only the rows that predict completion tokens
     if return_hidden:
         extra["hidden"] = out.hidden_states[-1]
     return logps, extra
 
 
+def logps_from(picked: torch.Tensor, batch: dict[str, torch.Tensor], outputs=()):
+    """``(logps, extra)`` from the logits ``[B, T, V]`` that predict each completion token (see ``completion_logps``)."""
+    picked = picked.float()
+    logps = selective_log_softmax(picked, batch["completion_ids"]) * batch["mask"]
+    return logps, {name: MODEL_OUTPUTS[name](picked) * batch["mask"] for name in outputs}
+
+
 @torch.no_grad()
 def fill_ref_logps(model, examples: list[dict], slots, pad_id: int, device=None, batch_size: int = 64) -> int:
     """Compute log π_ref for every sequence of ``examples`` whose ``ref_logps`` is None, with ``model``
-    (π_ref, before any training). Returns the number of tokens processed."""
+    (π_ref, before any training). Returns the number of tokens processed (a prompt shared in a chunk once)."""
+    from harness.agent import Agent  # the agent's forward builds on this module
+
     todo = [ex[s] for ex in examples for s in slots if ex[s].get("ref_logps") is None]
     was_training = model.training
     model.eval()
-    tokens = 0
+    tokens, agent = 0, Agent(model)
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
-        t = collate(chunk, pad_id, device)
-        lp, _ = bucketed(lambda rows: completion_logps(model, rows), t)
-        tokens += int(t["attention_mask"].sum())
+        lp = agent(collate(chunk, pad_id, device))[0]  # a prompt shared by rows of the chunk computed once
+        tokens += agent.last_tokens
         for row, seq in enumerate(chunk):
             seq["ref_logps"] = lp[row, : len(seq["completion_ids"])].tolist()
     model.train(was_training)

@@ -62,18 +62,39 @@ def make_accelerator(precision: str = "auto"):
     return acc
 
 
-def step_batches(n_examples: int, batch_size: int, steps: int, seed: int):
-    """Example indices for each optimiser step: seeded shuffles, epoch after epoch."""
+def shuffled(n: int, rng: random.Random, groups: list | None = None) -> list[int]:
+    """Indices 0..n-1 in a seeded shuffle; with ``groups`` (a key per index) the groups are shuffled and each stays
+    together, so a batch holds a prompt's examples side by side and computes the prompt once (``harness/prefix.py``)."""
+    if groups is None:
+        order = list(range(n))
+        rng.shuffle(order)
+        return order
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    blocks = list(members.values())
+    rng.shuffle(blocks)
+    return [i for b in blocks for i in b]
+
+
+def prompt_groups(examples: list[dict], slots) -> list[tuple]:
+    """Each example's prompt (that of its first slot): the key ``train.group_by_prompt`` keeps together."""
+    return [tuple(ex[slots[0]]["prompt_ids"]) for ex in examples]
+
+
+def step_batches(n_examples: int, batch_size: int, steps: int, seed: int, groups: list | None = None):
+    """Example indices for each optimiser step: seeded shuffles (of whole ``groups``, when given), epoch after epoch."""
     rng = random.Random(seed)
     order: list[int] = []
     for _ in range(steps):
         while len(order) < batch_size:
-            epoch = list(range(n_examples))
-            rng.shuffle(epoch)
-            order += epoch
+            order += shuffled(n_examples, rng, groups)
         yield order[:batch_size]
         order = order[batch_size:]
 
+
+#: collated fields the model reads, which the loss does not
+MODEL_INPUTS = ("input_ids", "attention_mask", "pred_pos", "completion_ids", "prompt_len", "prompt_group")
 
 HISTORY = "history.json"  # in a checkpoint: the steps before it, so a resumed run's history is whole
 COUNTS = "token_counts.json"  # and the tokens trained so far, so a resumed run's cost is the whole run's
@@ -114,7 +135,7 @@ class Learner:
         sharded = accelerator.distributed_type == DistributedType.FSDP or (
             self.deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(
-            Agent(model, value_model, buckets=not sharded), optimizer, scheduler)
+            Agent(model, value_model, sharded=sharded), optimizer, scheduler)
         if self.deepspeed:  # accelerate's backward drives the first engine it prepared; this Learner's is its own
             from accelerate.utils.deepspeed import DeepSpeedEngineWrapper
 
@@ -167,14 +188,15 @@ class Learner:
         """What ``loss`` reads: per slot, the completion tensors of one forward pass over ``examples``. Without
         ``grad``: the policy's alone (for batch statistics), counted as forward-only tokens."""
         t = self.collate(examples)
-        if grad:
-            self.tokens += int(t["attention_mask"].sum())
-        else:
-            self.forward_tokens += int(t["attention_mask"].sum())
         with torch.set_grad_enabled(grad):
             logps, v, extra = self.forward(t, values=grad)
+        ran = self.accelerator.unwrap_model(self.model).last_tokens  # each shared prompt counted once
+        if grad:
+            self.tokens += ran
+        else:
+            self.forward_tokens += ran
         inputs = {"logps": logps, "values": v, **extra}
-        inputs |= {k: x for k, x in t.items() if k not in ("input_ids", "attention_mask", "pred_pos", "completion_ids")}
+        inputs |= {k: x for k, x in t.items() if k not in MODEL_INPUTS}
         n = len(examples)
         return {s: {k: x[j * n:(j + 1) * n] for k, x in inputs.items() if x is not None}
                 for j, s in enumerate(self.algo.slots)}
@@ -305,7 +327,7 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
           ckpt_dir: Path | None = None, desc: str = "train", value_model=None) -> dict:
     """Run ``cfg.steps`` optimiser steps of ``algo.loss`` on ``examples`` (offline algorithms); returns the
     trained model(s), the history and the token counts. ``cfg`` as ``Learner``'s, plus steps, batch_size,
-    checkpoint_every and log_every."""
+    group_by_prompt, checkpoint_every and log_every."""
     if not examples:
         raise UserError(f"{algo.name}: no training examples (for bank algorithms: no prompt with the samples "
                         f"it needs; raise bank.k or bank.n_prompts)")
@@ -318,7 +340,8 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
     schedule = checkpoints.Schedule(cfg.checkpoint_every, cfg.get("checkpoint_minutes"))
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
     t0 = time.perf_counter()
-    for step, idx in enumerate(step_batches(len(examples), bsz, steps, seed), start=1):
+    groups = prompt_groups(examples, algo.slots) if cfg.get("group_by_prompt") else None
+    for step, idx in enumerate(step_batches(len(examples), bsz, steps, seed, groups), start=1):
         if step <= start:
             continue
         rec = learner.step([examples[i] for i in idx], step)

@@ -49,6 +49,7 @@ def warm_start_spec(cfg, task_spec: dict) -> dict:
 
 def _sft_train_cfg(cfg) -> dict:
     t = OmegaConf.to_container(cfg.train)
+    t.pop("group_by_prompt", None)  # the demonstrations' prompts are distinct: nothing to group, and π_ref's key stays
     t.update(steps=int(cfg.warm_start.steps), batch_size=int(cfg.warm_start.batch_size),
              micro_batch_size=int(cfg.warm_start.batch_size), checkpoint_every=0)
     return t
