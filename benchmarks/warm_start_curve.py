@@ -34,7 +34,7 @@ def main():
     ev = OmegaConf.create({"k": 0, "temperature": 0.7, "top_p": 1.0, "max_new_tokens": 64})
     acc = make_accelerator()
     for n_demo in args.n_demo:
-        demo, _ = split_train(splits["train"], n_demo)
+        demo = split_train(splits["train"], n_demo)[0]
         texts = [task.prompt(ex) for ex in splits["train"]] + [task.solution(ex) for ex in demo]
         tok = train_tiny_tokenizer(texts, 512)
         model = build_tiny_model(tok)

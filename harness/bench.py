@@ -177,7 +177,7 @@ def algo_learner(name: str, model, tok, bank: list[dict], batch: int):
     import random
 
     from algorithms._base import TrainData
-    from harness.pipeline import make_algo
+    from harness.registry import make_algo
     from harness.plan import compose
     from harness.sequences import fill_ref_logps
     from harness.value_model import ValueModel

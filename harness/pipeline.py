@@ -42,7 +42,7 @@ from harness.records import (
     write_json,
     write_jsonl,
 )
-from harness.registry import REFERENCE, get_algorithm
+from harness.registry import REFERENCE, get_algorithm, make_algo
 from harness.sampling import SAMPLER
 from harness.sequences import fill_ref_logps
 from harness.training import make_accelerator, mixed_precision, train
@@ -63,12 +63,6 @@ def model_label(cfg) -> str:
     return Path(str(cfg.model.name_or_path)).name if cfg.model.name_or_path else str(cfg.model.name)
 
 
-def make_algo(cfg):
-    """The plug-in named by ``algo.name``, with its options parsed (an unknown or bad one stops here)."""
-    options = OmegaConf.to_container(cfg.algo, resolve=True)
-    return get_algorithm(options.pop("name"))(**options)
-
-
 def load_task(cfg):
     """``(task, task_spec, n_demo)`` from the ``task`` config group (its options parsed: a bad one stops here)."""
     spec = OmegaConf.to_container(cfg.task, resolve=True)
@@ -76,14 +70,26 @@ def load_task(cfg):
     return task, spec, task.opts.n_demo
 
 
-def split_train(train: list[dict], n_demo: int) -> tuple[list[dict], list[dict]]:
-    """Demonstrations (full solutions, for π_ref) and RL prompts (final answers only): a fixed split
-    of the train set, the same for every run and seed (docs/design.md §10)."""
+def split_train(train: list[dict], n_demo: int, n_val: int = 0) -> tuple[list[dict], list[dict], list[dict]]:
+    """Demonstrations (full solutions, for π_ref), RL prompts (final answers only) and a validation split: a
+    fixed split of the train set, the same for every run and seed (docs/design.md §10). Validation takes the
+    end of the shuffled order, so the demonstrations, the bank's prompts and the value check's are the same
+    whatever ``n_val`` is."""
     order = list(range(len(train)))
     random.Random(1234).shuffle(order)
-    if n_demo >= len(train):
-        raise UserError(f"task.n_demo={n_demo} leaves no RL prompts in a train split of {len(train)}; lower it")
-    return [train[i] for i in order[:n_demo]], [train[i] for i in order[n_demo:]]
+    if n_demo + n_val >= len(train):
+        raise UserError(f"task.n_demo={n_demo} and task.n_val={n_val} leave no RL prompts in a train split of "
+                        f"{len(train)}; lower them")
+    rl_end = len(order) - n_val
+    return ([train[i] for i in order[:n_demo]], [train[i] for i in order[n_demo:rl_end]],
+            [train[i] for i in order[rl_end:]])
+
+
+def split_hash(items: list[dict]) -> str:
+    """A short hash of a split's ids, recorded with each run: which items it was evaluated on."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(str(ex["id"]) for ex in items).encode()).hexdigest()[:12]
 
 
 def generation_key(cfg) -> dict:
@@ -102,6 +108,7 @@ def run_spec(cfg, algo) -> dict:
     spec = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
             for k in sections}
     spec = {k: drop_operational(k, v) if isinstance(v, dict) else v for k, v in spec.items()}
+    spec["algo"].pop("search", None)  # where harness.tune searches changes no run
     if algo.online:
         del spec["train"]["steps"]  # an online run's steps follow from algo.budget
     spec["generation"] = generation_key(cfg)
@@ -122,6 +129,8 @@ def check_job(cfg: DictConfig):
         model_source(str(cfg.model.name_or_path))
     get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
     check_config(cfg)
+    if cfg.eval.split not in ("test", "val"):
+        raise UserError(f"eval.split={cfg.eval.split!r}: valid values are test (report) and val (tuning)")
     mixed_precision(str(cfg.train.precision))
     check_levers(cfg.model, str(cfg.generation.engine))
     check_engine(str(cfg.generation.engine))  # before the warm start, not after it
@@ -235,8 +244,9 @@ def _run(cfg, algo, run_dir: Path) -> dict:
         job.store.clean_stale()
     with job.meter.stage("data"):
         splits = task.load_splits()
-        demo, rl_prompts = split_train(splits["train"], n_demo)
-        test = splits["test"][: cfg.eval.n_test] if cfg.eval.n_test else splits["test"]
+        demo, rl_prompts, val = split_train(splits["train"], n_demo, task.opts.n_val)
+        items = val if cfg.eval.split == "val" else splits["test"]
+        test = items[: cfg.eval.n_test] if cfg.eval.n_test else items
     load_policy(job, splits, demo)
     data = TrainData(demo=encode_demo(job.tok, task, demo))
     if algo.needs_bank:
@@ -258,11 +268,13 @@ def _run(cfg, algo, run_dir: Path) -> dict:
                                        "diagnostics": job.diagnostics})
     return {
         **metrics,
+        "eval_split": str(cfg.eval.split), "eval_items_hash": split_hash(test),
         "prompt": task.prompt_record(),
         "config_hash": run_dir.name.rsplit("-", 1)[-1],
         "provenance": provenance(task),
         **cost,
-        "n_train_examples": trained.n_examples,
+        "n_train_examples": trained.n_examples,  # distinct: pairs, trajectories or rollouts, as the plug-in builds them
+        "examples_seen": sum(h.get("examples", 0) for h in trained.history),  # over every optimiser step
         "final_loss": trained.history[-1]["loss"] if trained.history else None,
         **_online_summary(trained.online),
         **value_metrics,

@@ -19,7 +19,7 @@ import sys
 
 import harness.run  # registers the ``mul`` resolver the yaml files use; ``preflight`` and ``SWEEPS``
 from harness.errors import UserError
-from harness.registry import get_algorithm
+from harness.registry import get_algorithm, make_algo
 
 GiB = 2**30
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -123,14 +123,6 @@ def seq_len(cfg, c, prompt_len: int) -> int:
     """Tokens of a sequence: the prompt and the longest generation, at most the model's context."""
     new = max(int(cfg.bank.max_new_tokens), int(cfg.eval.max_new_tokens))
     return min(prompt_len + new, getattr(c, "max_position_embeddings", None) or prompt_len + new)
-
-
-def make_algo(cfg):
-    """The plug-in with its options parsed (as ``harness.pipeline.make_algo``)."""
-    from omegaconf import OmegaConf
-
-    options = OmegaConf.to_container(cfg.algo, resolve=True)
-    return get_algorithm(options.pop("name"))(**options)
 
 
 def plan(cfg, c, gpu_mem: float, prompt_len: int) -> list[dict]:

@@ -67,3 +67,13 @@ def get_algorithm(name: str) -> type:
 
 def get_task_class(name: str) -> type:
     return get("task", name)
+
+
+def make_algo(cfg):
+    """The plug-in that ``algo.name`` names, with its options parsed from the ``algo`` config (an unknown or bad
+    one stops here); ``search`` is harness.tune's search space, no option of the plug-in."""
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(cfg.algo, resolve=True)
+    options.pop("search", None)
+    return get_algorithm(options.pop("name"))(**options)

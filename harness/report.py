@@ -22,13 +22,14 @@ from harness.stats import bootstrap_ci, paired_bootstrap
 RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy",
                "accuracy_sampled", "n_eval", "wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu",
                "peak_mem_mb", "data_wall_s", "data_device_s", "data_gen_tokens", "data_train_tokens", "data_flops",
-               "post_ref_device_s", "train_gen_tokens", "n_train_examples", "final_loss", "error"]
+               "post_ref_device_s", "train_gen_tokens", "n_train_examples", "examples_seen", "final_loss", "error"]
 #: cost columns averaged over a row's runs
 MEANS = ["wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu", "data_wall_s", "data_device_s",
-         "data_gen_tokens", "data_train_tokens", "data_flops", "post_ref_device_s", "train_gen_tokens"]
-BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "n_seeds", "accuracy", "accuracy_std",
+         "data_gen_tokens", "data_train_tokens", "data_flops", "post_ref_device_s", "train_gen_tokens",
+         "n_train_examples", "examples_seen"]
+BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "chosen", "n_seeds", "accuracy", "accuracy_std",
                  "accuracy_ci_lo", "accuracy_ci_hi", "baseline", "delta", "delta_ci_lo", "delta_ci_hi", "p_value",
-                 "gain_per_device_hour", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]
+                 "p_holm", "gain_per_device_hour", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]
 
 
 def collect_runs(results_dir: str | Path) -> pd.DataFrame:
@@ -61,12 +62,15 @@ def _matrix(run_ids, scores) -> pd.DataFrame:
 
 
 def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
-                baseline: str = REFERENCE) -> pd.DataFrame:
+                baseline: str = REFERENCE, tuned: dict | None = None) -> pd.DataFrame:
     """Per (task, model, algo, variant): mean accuracy over the seeds' finished runs; costs are means per
     run. Runs of one algorithm with different hyper-parameters are different variants, never averaged.
     With per-item ``scores``: a 95% CI (bootstrap over seeds and items) and the paired difference from
-    the matching ``baseline`` row (``matching_row``)."""
-    scores = scores or {}
+    the matching ``baseline`` row (``matching_row``). ``tuned`` (``tuned.json``, by variant id) says which rows
+    ``harness.tune`` selected: ``chosen`` is its note there, else ``defaults`` (or ``set by hand``: overrides)."""
+    scores, tuned = scores or {}, tuned or {}
+    if "eval_split" in runs:  # validation runs (tuning trials) are in runs.csv and tune.csv, not on the leaderboard
+        runs = runs[runs.eval_split.fillna("test") != "val"]
     out, mats = [], {}
     runs = runs.assign(variant=runs.variant.astype(object).fillna(""),
                        variant_id=runs.variant_id.astype(object).fillna(""))
@@ -77,6 +81,8 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
         # (now) a default, e.g. a tuning run's `algo.lr=` that became the yaml's value: show the shortest.
         row = {"task": task, "model": model, "algo": algo, "variant": min(g.variant, key=lambda v: (len(v), v)),
                "variant_id": vid,
+               "chosen": "" if algo == REFERENCE else tuned.get(vid, {}).get("chosen") or (
+                   "defaults" if not g.variant.str.len().min() else "set by hand"),
                "n_seeds": int(ok.seed.nunique()),
                "status": "ok" if not n_failed else ("failed" if ok.empty else f"partial ({n_failed} failed)")}
         if not ok.empty:
@@ -93,6 +99,7 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     if board.empty:
         return board
     _paired_with_baseline(board, mats, baseline)
+    holm(board)
     _gain_per_device_hour(board)
     # The reference row first in each (task, model) block, then the best accuracy.
     board["_ref"] = board.algo != REFERENCE
@@ -132,6 +139,19 @@ def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], ba
                 res["delta"], res["delta_lo"], res["delta_hi"], res["p"]]
 
 
+def holm(board: pd.DataFrame) -> None:
+    """``p_holm``: each block's p-values against the baseline adjusted for the block's number of comparisons
+    (Holm 1979, through statsmodels), so a row that beats the baseline by luck among many does not read as a
+    finding (oxRL, arXiv 2603.19335: none of 20 DPO variants beats DPO once corrected)."""
+    from statsmodels.stats.multitest import multipletests
+
+    board["p_holm"] = float("nan")
+    for _, block in board.groupby(["task", "model"]):
+        p = block.p_value.dropna()
+        if len(p):
+            board.loc[p.index, "p_holm"] = multipletests(p.to_numpy(dtype=float), method="holm")[1]
+
+
 def _gain_per_device_hour(board: pd.DataFrame) -> None:
     """Accuracy points gained over the matching `reference` row per device-hour spent after π_ref
     existed (the run's own stages plus its bank and process values)."""
@@ -155,12 +175,16 @@ def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[st
         runs = collect_runs(results_dir)
         if runs.empty:
             return {}
-        board = leaderboard(runs, greedy_scores(results_dir, runs.run_id), baseline)
+        tuned = results_dir / "tuned.json"  # harness.tune's selections
+        board = leaderboard(runs, greedy_scores(results_dir, runs.run_id), baseline,
+                            json.loads(tuned.read_text()) if tuned.exists() else None)
         atomic_write(paths["runs"], runs.to_csv(index=False))
         atomic_write(paths["leaderboard"], board.to_csv(index=False, float_format="%.6g"))
         atomic_write(paths["markdown"], markdown(board))
         tmp = paths["plot"].with_name(f"{paths['plot'].stem}.tmp{os.getpid()}.png")
         try:
+            if board.empty:  # validation runs alone (tuning under way): nothing to plot yet
+                return paths
             plot(board, tmp)
             os.replace(tmp, paths["plot"])
         finally:

@@ -34,27 +34,51 @@ def markdown(board: pd.DataFrame) -> str:
                      "`reference` per device-hour spent after π_ref (own stages, bank, process values). Costs are "
                      "means per run; `data` is the shared artifacts (warm start, bank, process values) the run used; "
                      "MFU is the run's own stages against the device's peak. Sampled for learning: tokens generated to make "
-                     "the training signal (the bank and process values, or an online algorithm's rollouts).\n")
-        parts.append(f"| algo | variant | seeds | accuracy | Δ vs {base or '—'} | p | points / device-h | sampled "
-                     "| sampled for learning | train tokens | FLOPs run + data | wall s run + data | MFU | status |")
-        parts.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+                     "the training signal (the bank and process values, or an online algorithm's rollouts). p (Holm): "
+                     "p adjusted for the number of comparisons with the baseline in this table. Examples: distinct "
+                     "training examples (pairs, trajectories or rollouts, as the algorithm builds them) / examples "
+                     "seen over all optimiser steps.\n")
+        parts.append(f"| algo | variant | seeds | accuracy | Δ vs {base or '—'} | p | p (Holm) | points / device-h "
+                     "| sampled | examples | sampled for learning | train tokens | FLOPs run + data | wall s run + data "
+                     "| MFU | status |")
+        parts.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for _, r in b.iterrows():
             ci = f" [{_pts(r.accuracy_ci_lo)}, {_pts(r.accuracy_ci_hi)}]" if pd.notna(r.accuracy_ci_lo) else ""
             d = (f"{_pts(r.delta, True)} [{_pts(r.delta_ci_lo, True)}, {_pts(r.delta_ci_hi, True)}]"
                  if pd.notna(r.delta) else "")
             p = f"{r.p_value:.3f}" if pd.notna(r.p_value) else ""
+            p_holm = f"{r.p_holm:.3f}" if pd.notna(r.get("p_holm")) else ""
+            seen = (f"{_si(r.n_train_examples)} / {_si(r.examples_seen)}"
+                    if pd.notna(r.get("examples_seen")) and r.examples_seen else "")
             variant = f"`{r.variant}`" if isinstance(r.variant, str) and r.variant else ""
+            if isinstance(r.get("chosen"), str) and r.chosen:
+                variant = f"{variant} ({r.chosen})".strip()
             gain = f"{r.gain_per_device_hour:+.1f}" if pd.notna(r.gain_per_device_hour) else ""
             mfu = f"{100 * r.mfu:.1f}%" if pd.notna(r.mfu) else ""
             if pd.isna(r.accuracy):  # no finished run: no number to show (see runs.csv's error column)
-                parts.append(f"| {r.algo} | {variant} | 0 | failed | | | | | | | | | | {r.status} |")
+                parts.append(f"| {r.algo} | {variant} | 0 | failed | | | | | | | | | | | | {r.status} |")
                 continue
-            parts.append(f"| {r.algo} | {variant} | {int(r.n_seeds)} | {_pts(r.accuracy)}{ci} | {d} | {p} | {gain} "
-                         f"| {_pts(r.accuracy_sampled)} | {_si(r.get('train_gen_tokens'))} | {_si(r.train_tokens)} "
+            parts.append(f"| {r.algo} | {variant} | {int(r.n_seeds)} | {_pts(r.accuracy)}{ci} | {d} | {p} | {p_holm} "
+                         f"| {gain} | {_pts(r.accuracy_sampled)} | {seen} | {_si(r.get('train_gen_tokens'))} "
+                         f"| {_si(r.train_tokens)} "
                          f"| {_si(r.flops)} + {_si(r.data_flops)} "
                          f"| {r.wall_s:.0f} + {r.data_wall_s:.0f} | {mfu} | {r.status} |")
+        parts.append(significance(b, base))
         parts.append("")
     return "\n".join(parts)
+
+
+def significance(b: pd.DataFrame, base: str | None) -> str:
+    """One sentence: which rows differ from the baseline at the 5% level once the p-values are Holm-adjusted."""
+    tested = b.dropna(subset=["p_holm"]) if "p_holm" in b else b.iloc[0:0]
+    if base is None or tested.empty:
+        return ""
+    label = lambda r: f"`{r.algo}`" + (f" (`{r.variant}`)" if isinstance(r.variant, str) and r.variant else "")  # noqa: E731
+    sig = [f"{label(r)} ({_pts(r.delta, True)} points)" for _, r in tested.iterrows() if r.p_holm < 0.05]
+    head = f"\nAfter Holm's correction over the {len(tested)} comparison{'s' * (len(tested) != 1)} with `{base}`, "
+    if not sig:
+        return head + "no difference from it is significant at the 5% level.\n"
+    return head + f"{', '.join(sig)} differ{'s' * (len(sig) == 1)} from it at the 5% level; no other row does.\n"
 
 
 def plot(board: pd.DataFrame, path: Path) -> None:

@@ -272,7 +272,8 @@ class Learner:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"step": step, "loss": sum(totals.values()), **{f"{k}_loss": v for k, v in totals.items()},
+        return {"step": step, "examples": len(batch), "loss": sum(totals.values()),
+                **{f"{k}_loss": v for k, v in totals.items()},
                 "lr": self.scheduler.get_last_lr()[0],
                 "grad_norm": float(gnorm) if gnorm is not None else math.nan, **metrics}
 

@@ -13,6 +13,8 @@ from tasks._grading import extract_numeric_answer, numbers_equal, parse_number
 class TaskOptions:
     n_demo: int = option(1000, "train problems with full solutions: the warm start's SFT data; the rest of "
                          "train are RL prompts with final answers only (docs/design.md §10)", ge=0)
+    n_val: int = option(500, "train problems held out for validation (eval.split=val: tuning), never demonstrations, "
+                        "RL prompts or test (docs/design.md §5)", ge=0)
     seed: int = option(0, "data seed: the data are a pure function of the config (keep it fixed across run seeds)")
 
 

@@ -29,6 +29,7 @@ def test_yaml_matches_the_declared_options(kind, name):
     group = "algo" if kind == "algorithm" else "task"
     raw = yaml.safe_load((ROOT / "sweeps" / group / f"{name}.yaml").read_text())
     assert raw.pop("name") == name
+    raw.pop("search", None)  # harness.tune's search space (tests/test_tune.py)
     ours, declared = _flatten(raw), _flatten(defaults(cls.Options))
     assert set(ours) == set(declared), f"{name}.yaml keys differ from {cls.__name__}.Options: " \
                                        f"{sorted(set(ours) ^ set(declared))}"

@@ -87,3 +87,22 @@ def test_rows_are_read_against_the_baseline_run_with_the_same_shared_settings():
     assert matching_row(board, idx["d1"], "reference") == idx["r1"]  # same test subset, not the default
     assert matching_row(board, idx["d2"], "reference") == idx["r0"]
     assert matching_row(board, idx["r1"], "dqo") is None  # dqo's settings are not a subset of r1's
+
+
+def test_p_values_are_holm_adjusted_per_block_and_the_markdown_says_which_survive():
+    from harness.report import holm
+    from harness.report_views import markdown
+
+    board = pd.DataFrame({"task": "arith", "model": "tiny", "algo": ["reference", "dqo", "dpo", "kto"],
+                          "variant": "", "baseline": [None, "reference", "reference", "reference"],
+                          "delta": [None, 0.1, 0.05, -0.01], "p_value": [None, 0.01, 0.04, 0.30]})
+    holm(board)
+    # Holm: sorted p times (m, m-1, ...), running maximum: 0.01*3, 0.04*2, 0.30*1
+    assert board.p_holm.isna()[0] and list(board.p_holm[1:].round(6)) == [0.03, 0.08, 0.30]
+    text = markdown(board.assign(n_seeds=1, accuracy=0.5, accuracy_ci_lo=None, accuracy_ci_hi=None, delta_ci_lo=0.0,
+                                 delta_ci_hi=0.0, gain_per_device_hour=None, accuracy_sampled=0.5, n_train_examples=10,
+                                 examples_seen=20, train_gen_tokens=0, train_tokens=0, flops=0, data_flops=0, wall_s=1,
+                                 data_wall_s=0, mfu=None, status="ok"))
+    sentence = text.split("After Holm")[1]
+    assert "3 comparisons" in sentence and "`dqo` (+10.0 points) differs" in sentence and "dpo" not in sentence
+    assert "| 10 / 20 |" in text  # distinct examples / examples seen

@@ -1,0 +1,201 @@
+"""``python -m harness.tune``: the comparison protocol (docs/design.md §11) as one command.
+
+    python -m harness.tune algo=dqo,dpo,ppo [tune.trials=8] [tune.seeds=100,101] [tune.report_seeds=0,1,2,3,4]
+                           [tune.sampler_seed=0] [any harness.run override ...]
+
+For each algorithm, in turn:
+
+1. **the same number of trials** (``tune.trials``) over the search space its yaml declares (``search:`` in
+   ``sweeps/algo/<name>.yaml``: ``{log: [lo, hi]}`` log-uniform, a list of choices), drawn by Optuna's seeded
+   random sampler, so no algorithm gets a larger budget or a smarter search than another;
+2. each trial runs with the **tuning seeds** (``tune.seeds``, distinct from the report seeds: Eimer et al.,
+   ICML 2023) and is scored on the **validation split** (``eval.split=val``: ``task.n_val`` problems held out of
+   train); the trial with the best mean validation accuracy is selected (a failed trial is never selected);
+3. the selected config runs with the fresh **report seeds** on test, and those are the leaderboard's rows.
+
+Every trial is a ``python -m harness.run`` sweep sharing ``results_dir`` (its warm start, banks and finished runs are
+reused; a rerun skips what is done). ``tune.csv`` lists every trial, ``tuned.json`` the selections, which
+``leaderboard.csv`` reads for its ``chosen`` column (``tuned on val, K trials`` or ``defaults``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.errors import UserError
+
+#: harness.tune's own options (the rest go to every harness.run)
+DEFAULTS = {"trials": 8, "seeds": "100,101", "report_seeds": "0,1,2,3,4", "sampler_seed": 0}
+
+
+def parse(argv: list[str]) -> tuple[dict, list[str], list[str]]:
+    """``(tune options, algorithms, harness.run overrides)``; a bad tune option or no algorithm is one line."""
+    opts, algos, rest = dict(DEFAULTS), [], []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if key == "-m":
+            continue
+        if key.startswith("tune."):
+            name = key[len("tune."):]
+            if name not in DEFAULTS or not eq:
+                raise UserError(f"unknown option {key}; tune options: " + ", ".join(f"tune.{k}" for k in DEFAULTS))
+            opts[name] = value
+        elif key == "algo" and eq:
+            algos = [a for a in value.split(",") if a]
+        elif key in ("seed", "eval.split"):
+            raise UserError(f"{key} is set by harness.tune (tune.seeds, tune.report_seeds; val for trials, test "
+                            f"for the report): drop {arg}")
+        else:
+            rest.append(arg)
+    for name in ("trials", "sampler_seed"):
+        try:
+            opts[name] = int(opts[name])
+        except ValueError:
+            raise UserError(f"tune.{name}={opts[name]!r} is not an integer") from None
+    for name in ("seeds", "report_seeds"):
+        try:
+            opts[name] = [int(s) for s in str(opts[name]).split(",") if s]
+        except ValueError:
+            raise UserError(f"tune.{name}={opts[name]!r}: give integers separated by commas") from None
+        if not opts[name]:
+            raise UserError(f"tune.{name} is empty")
+    if opts["trials"] < 1:
+        raise UserError(f"tune.trials={opts['trials']}: must be >= 1")
+    if set(opts["seeds"]) & set(opts["report_seeds"]):
+        raise UserError(f"tune.seeds {opts['seeds']} and tune.report_seeds {opts['report_seeds']} share a seed; "
+                        "tune and report with different seeds")
+    if not algos:
+        raise UserError("name the algorithms to tune: python -m harness.tune algo=dqo,dpo,ppo")
+    return opts, algos, rest
+
+
+def space(algo: str) -> dict:
+    """The algorithm's search space as Optuna distributions, from the ``search:`` block of its yaml."""
+    import optuna
+    import yaml
+
+    from harness.run import SWEEPS
+
+    block = yaml.safe_load((SWEEPS / "algo" / f"{algo}.yaml").read_text()).get("search") or {}
+    if not block:
+        raise UserError(f"sweeps/algo/{algo}.yaml declares no search space (search:), so {algo} cannot be tuned")
+    out = {}
+    for key, spec in block.items():
+        if isinstance(spec, dict) and set(spec) == {"log"}:
+            lo, hi = (float(x) for x in spec["log"])
+            out[key] = optuna.distributions.FloatDistribution(lo, hi, log=True)
+        elif isinstance(spec, list) and spec:
+            out[key] = optuna.distributions.CategoricalDistribution(spec)
+        else:
+            raise UserError(f"sweeps/algo/{algo}.yaml search.{key}: give {{log: [lo, hi]}} or a list of choices")
+    return out
+
+
+def run_jobs(overrides: list[str], seeds: list[int]) -> int:
+    """One ``python -m harness.run`` sweep over ``seeds``; its exit code (1 when a job failed, recorded)."""
+    cmd = [sys.executable, "-m", "harness.run", "-m", *overrides, f"seed={','.join(map(str, seeds))}"]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    return subprocess.run(cmd).returncode
+
+
+def record(overrides: list[str], seed: int) -> dict | None:
+    """The finished run record of these overrides at ``seed`` (None when it failed or never ran)."""
+    from harness.artifacts import config_hash
+    from harness.pipeline import model_label, run_spec
+    from harness.registry import make_algo
+    from harness.plan import compose
+    from harness.records import run_id
+
+    cfg = compose([*overrides, f"seed={seed}"])
+    algo = make_algo(cfg)
+    spec = run_spec(cfg, algo)
+    path = Path(cfg.results_dir) / "runs" / run_id(cfg.task.name, model_label(cfg), algo.name, seed,
+                                                    config_hash(spec)) / "metrics.json"
+    rec = json.loads(path.read_text()) if path.exists() else None
+    return rec if rec and rec.get("status") == "ok" else None
+
+
+def overrides_of(algo: str, params: dict, rest: list[str], split: str) -> list[str]:
+    return [f"algo={algo}", *(f"algo.{k}={v}" for k, v in params.items()), f"eval.split={split}", *rest]
+
+
+def tune_one(algo: str, opts: dict, rest: list[str]) -> tuple[list[dict], dict | None]:
+    """``(trials, selected)``: ``opts['trials']`` trials of ``algo`` on validation, then the best one (or None)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=opts["sampler_seed"]))
+    dists, rows = space(algo), []
+    for k in range(opts["trials"]):
+        trial = study.ask(dists)
+        # 3 significant digits: readable variant labels, and a grid no finer than tuning can tell apart
+        params = {key: float(f"{v:.3g}") if isinstance(v, float) else v for key, v in trial.params.items()}
+        over = overrides_of(algo, params, rest, "val")
+        run_jobs(over, opts["seeds"])
+        accs = [(r or {}).get("accuracy") for r in (record(over, s) for s in opts["seeds"])]
+        ok = all(a is not None for a in accs)
+        score = sum(accs) / len(accs) if ok else math.nan
+        study.tell(trial, score if ok else None, state=None if ok else optuna.trial.TrialState.FAIL)
+        rows.append({"algo": algo, "trial": k, "params": json.dumps(params), "seeds": opts["seeds"],
+                     "val_accuracy": accs, "val_mean": score, "selected": False})
+    done = [r for r in rows if not math.isnan(r["val_mean"])]
+    if not done:
+        return rows, None
+    best = max(done, key=lambda r: r["val_mean"])  # the first of equals: the earlier trial
+    best["selected"] = True
+    return rows, best
+
+
+def main(argv: list[str]) -> int:
+    import pandas as pd
+
+    from harness.pipeline import run_spec
+    from harness.plan import compose
+    from harness.registry import make_algo
+    from harness.report import write_reports
+    from harness.variants import variant_id
+
+    try:
+        opts, algos, rest = parse(argv)
+        for algo in algos:
+            space(algo)  # every space readable before any work
+        results_dir = Path(compose(rest).results_dir)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tuned_path, csv_path = results_dir / "tuned.json", results_dir / "tune.csv"
+    tuned = json.loads(tuned_path.read_text()) if tuned_path.exists() else {}
+    rows, failed = [], []
+    for algo in algos:
+        trials, best = tune_one(algo, opts, rest)
+        rows += trials
+        if best is None:
+            failed.append(algo)
+            continue
+        params = json.loads(best["params"])
+        over = overrides_of(algo, params, rest, "test")
+        cfg = compose([*over, f"seed={opts['report_seeds'][0]}"])
+        tuned[variant_id(run_spec(cfg, make_algo(cfg)))] = {
+            "algo": algo, "params": params, "trials": opts["trials"], "tuning_seeds": opts["seeds"],
+            "val_mean": best["val_mean"], "chosen": f"tuned on val, {opts['trials']} trials"}
+        tuned_path.write_text(json.dumps(tuned, indent=1))
+        if run_jobs(over, opts["report_seeds"]):
+            failed.append(algo)
+    old = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
+    new = pd.DataFrame(rows)
+    merged = pd.concat([old[~old.algo.isin(algos)] if len(old) else old, new], ignore_index=True)
+    merged.to_csv(csv_path, index=False)
+    paths = write_reports(results_dir)
+    print(f"wrote {csv_path}, {tuned_path}" + (f", {paths['leaderboard']}" if paths else ""))
+    if failed:
+        print(f"error: no run could be selected or reported for {', '.join(failed)} (see tune.csv and runs.csv)",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,81 @@
+"""The comparison protocol (issue 15): a validation split disjoint from everything else, and ``harness.tune``
+(equal trials per algorithm on validation, tuning seeds apart from report seeds, the selection reported on test)."""
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from harness.errors import UserError
+from harness.pipeline import split_train
+from harness.registry import available
+from harness.tune import parse, space
+from tests.conftest import ROOT, SMOKE
+from tasks import get_task
+
+
+def test_the_validation_split_is_disjoint_and_leaves_demos_and_rl_prompts_as_they_were():
+    splits = get_task("arith", n_train=600, n_test=100).load_splits()
+    demo, rl, val = split_train(splits["train"], 100, 50)
+    ids = lambda xs: {x["id"] for x in xs}  # noqa: E731
+    assert len(val) == 50 and not ids(val) & (ids(demo) | ids(rl) | ids(splits["test"]))
+    assert {x["question"] for x in val}.isdisjoint(x["question"] for x in splits["test"])
+    demo0, rl0, val0 = split_train(splits["train"], 100, 0)
+    assert demo0 == demo and rl0[:len(rl)] == rl and not val0  # validation comes off the end of the RL prompts
+    with pytest.raises(UserError, match="task.n_val=500"):
+        split_train(splits["train"], 100, 500)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["algo=dqo", "tune.trails=3"], "unknown option tune.trails"),
+    (["algo=dqo", "seed=1"], "seed is set by harness.tune"),
+    (["algo=dqo", "tune.seeds=0", "tune.report_seeds=0,1"], "share a seed"),
+    (["tune.trials=2"], "name the algorithms"),
+    (["algo=dqo", "tune.trials=x"], "not an integer"),
+])
+def test_bad_tune_options_are_one_line(argv, message):
+    with pytest.raises(UserError, match=message):
+        parse(argv)
+
+
+def test_every_trained_algorithm_declares_a_search_space_with_its_default_inside():
+    import yaml
+
+    for name in available("algorithm"):
+        raw = yaml.safe_load((ROOT / "sweeps" / "algo" / f"{name}.yaml").read_text())
+        if name == "reference":
+            assert "search" not in raw
+            continue
+        dists = space(name)
+        assert "lr" in dists, name
+        for key, d in dists.items():
+            default = raw[key]
+            inside = default in d.choices if hasattr(d, "choices") else d.low <= default <= d.high
+            assert inside, f"{name}: default {key}={default} outside its search space"
+
+
+@pytest.mark.slow
+def test_tune_gives_each_algorithm_equal_trials_on_val_and_reports_the_best_on_test(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+    args = ["algo=sft,dpo", "tune.trials=2", "tune.seeds=100", "tune.report_seeds=0", *SMOKE,
+            f"results_dir={tmp_path}"]
+    proc = subprocess.run([sys.executable, "-m", "harness.tune", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "tune.csv")
+    assert trials.groupby("algo").size().to_dict() == {"dpo": 2, "sft": 2}
+    for algo, g in trials.groupby("algo"):
+        assert g.selected.sum() == 1 and g.loc[g.selected, "val_mean"].iloc[0] == g.val_mean.max()
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    trained = runs[runs.algo != "reference"]
+    assert set(trained[trained.eval_split == "val"].seed) == {100}  # trials: tuning seed, validation
+    assert set(trained[trained.eval_split == "test"].seed) == {0}  # the report: fresh seed, test
+    assert runs[runs.eval_split == "val"].eval_items_hash.nunique() == 1
+    assert set(runs.eval_items_hash[runs.eval_split == "val"]).isdisjoint(runs.eval_items_hash[runs.eval_split == "test"])
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    tuned = json.loads((tmp_path / "tuned.json").read_text())
+    reported = board[board.variant_id.isin(tuned)]
+    assert set(reported.algo) == {"sft", "dpo"} and set(reported.chosen) == {"tuned on val, 2 trials"}
+    assert "tuned on val, 2 trials" in (tmp_path / "leaderboard.md").read_text()
