@@ -58,8 +58,9 @@ def prompt_order(n_pool: int, n_needed: int, seed: int) -> list[int]:
 
 
 def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, value_model, cfg, seed: int,
-                 pad_id: int, accelerator, meter, ckpt_dir=None, desc: str = "train") -> dict:
-    """Run the online loop; returns what ``training.train`` returns plus the rollout log."""
+                 pad_id: int, accelerator, meter, ckpt_dir=None, desc: str = "train", on_step=None) -> dict:
+    """Run the online loop; returns what ``training.train`` returns plus the rollout log. ``on_step(step, steps,
+    learner)`` is called after each iteration; the fields it returns join the iteration's last step record."""
     plan = online_plan(algo, int(cfg.train.batch_size))
     bsz = int(cfg.train.batch_size)
     check_batch_sizes(plan["steps"], bsz, int(cfg.train.micro_batch_size or bsz))
@@ -119,6 +120,8 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
                                                             mean_length(examples, algo.slots),
                                                             learner.value_model is not None and not learner.shared_trunk))
         rollouts.append(info)
+        if on_step is not None and history:
+            history[-1].update(on_step(step, plan["steps"], learner) or {})
         bar.update(step - bar.n)
         bar.set_postfix(reward=f"{info['reward_mean']:.3f}", gen_tok=gen_tokens)
         log.info("%s iteration %d/%d: reward %.3f, %d generated tokens (%d in all), %.1f s sampling",

@@ -23,6 +23,7 @@ from harness import compute, ranks
 from harness.artifacts import ArtifactStore, config_hash
 from harness.bank import build_bank, load_bank
 from harness.checks import check_config
+from harness.curve import Curve
 from harness.errors import UserError
 from harness.evaluation import evaluate
 from harness.generation import check_engine, make_engine
@@ -131,6 +132,8 @@ def check_job(cfg: DictConfig):
     check_config(cfg)
     if cfg.eval.split not in ("test", "val"):
         raise UserError(f"eval.split={cfg.eval.split!r}: valid values are test (report) and val (tuning)")
+    if (cfg.eval.split == "val" or int(cfg.eval.every)) and not int(cfg.task.n_val):
+        raise UserError("eval.split=val and eval.every need a validation split: task.n_val must be > 0")
     mixed_precision(str(cfg.train.precision))
     check_levers(cfg.model, str(cfg.generation.engine))
     check_engine(str(cfg.generation.engine))  # before the warm start, not after it
@@ -212,6 +215,8 @@ class Job:
     meter: compute.Meter
     accelerator: object
     seed: int
+    #: the validation split (eval.split=val, the learning curve of eval.every)
+    val: list = field(default_factory=list)
     #: shared artifacts this run consumed (their cost is charged to it), and diagnostics (charged to nobody)
     used: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
@@ -244,8 +249,8 @@ def _run(cfg, algo, run_dir: Path) -> dict:
         job.store.clean_stale()
     with job.meter.stage("data"):
         splits = task.load_splits()
-        demo, rl_prompts, val = split_train(splits["train"], n_demo, task.opts.n_val)
-        items = val if cfg.eval.split == "val" else splits["test"]
+        demo, rl_prompts, job.val = split_train(splits["train"], n_demo, task.opts.n_val)
+        items = job.val if cfg.eval.split == "val" else splits["test"]
         test = items[: cfg.eval.n_test] if cfg.eval.n_test else items
     load_policy(job, splits, demo)
     data = TrainData(demo=encode_demo(job.tok, task, demo))
@@ -404,14 +409,33 @@ def train_offline_stage(job: Job, data: TrainData, run_dir: Path) -> Trained:
         seq_len = compute.mean_length(examples, algo.slots)
         ref_tokens = fill_ref_logps(job.model, examples, algo.slots, job.tok.pad_token_id, job.accelerator.device)
         value_model = make_value_model(job)
+        separate = isinstance(value_model, ValueModel)
+        curve = make_curve(job, lambda lr: (compute.train_stage_flops(job.model.config, lr.tokens, lr.forward_tokens
+                                                                      + ref_tokens, seq_len, separate), 0))
         res = train(trainable(job.model, cfg.model), algo, examples, cfg.train, seed=job.seed, pad_id=job.tok.pad_token_id,
                     accelerator=job.accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
-                    value_model=value_model)
+                    value_model=value_model, on_step=curve)
         job.engine.load_weights(res["model"])
         st.update(train_tokens=res["train_tokens"],
                   flops=compute.train_stage_flops(job.model.config, res["train_tokens"], res["forward_tokens"] + ref_tokens,
-                                                  seq_len, isinstance(value_model, ValueModel)))
+                                                  seq_len, separate))
+    if curve is not None:  # the curve's own evaluations are a diagnostic, not training time
+        job.meter.stages["train"]["wall_s"] -= curve.wall_s
+        job.diagnostics["curve"] = curve.diagnostics()
     return Trained(history=res["history"], n_examples=len(examples), value_model=res["value_model"])
+
+
+def make_curve(job: Job, own) -> Curve | None:
+    """The learning curve's ``on_step`` (``eval.every`` > 0), or None; ``own(learner)``: the run's own
+    ``(flops, gen_tokens)`` so far."""
+    cfg = job.cfg
+    if not int(cfg.eval.every):
+        return None
+    data = [a for name, a in job.used.items() if name != "warm_start"]  # the bank, process values: after π_ref
+    return Curve(job.engine, job.task, job.val[: int(cfg.eval.curve_items)], int(cfg.eval.every),
+                 int(cfg.eval.max_new_tokens), job.seed, own,
+                 (sum(a.get("flops", 0.0) for a in data), sum(a.get("wall_s", 0.0) for a in data),
+                  sum(a.get("gen_tokens", 0) for a in data)))
 
 
 def train_online_stage(job: Job, rl_prompts: list[dict], run_dir: Path) -> Trained:
@@ -430,10 +454,15 @@ def train_online_stage(job: Job, rl_prompts: list[dict], run_dir: Path) -> Train
             from trl.models.utils import prepare_deepspeed
 
             ref_model = prepare_deepspeed(ref_model, job.accelerator)
+    stages = job.meter.stages  # the online loop meters its rollout and train stages as it goes
+    curve = make_curve(job, lambda _: (sum(stages.get(n, {}).get("flops", 0.0) for n in ("rollout", "train")),
+                                       stages.get("rollout", {}).get("gen_tokens", 0)))
     res = train_online(algo, rl_prompts, job.task, job.engine, model=trainable(job.model, mcfg), ref_model=ref_model,
                        value_model=make_value_model(job), cfg=job.cfg, seed=job.seed, pad_id=job.tok.pad_token_id,
                        accelerator=job.accelerator, meter=job.meter, ckpt_dir=run_dir / "checkpoint",
-                       desc=f"train {algo.name}")
+                       desc=f"train {algo.name}", on_step=curve)
+    if curve is not None:
+        job.diagnostics["curve"] = curve.diagnostics()
     del ref_model
     job.engine.load_weights(res["model"])
     return Trained(history=res["history"], n_examples=sum(r["n_samples"] for r in res["rollouts"]),

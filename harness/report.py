@@ -12,8 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from harness import curve
 from harness.records import atomic_write
 from harness.registry import REFERENCE
 from harness.report_views import markdown, plot
@@ -29,7 +31,7 @@ MEANS = ["wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu", "da
          "n_train_examples", "examples_seen"]
 BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "chosen", "n_seeds", "accuracy", "accuracy_std",
                  "accuracy_ci_lo", "accuracy_ci_hi", "baseline", "delta", "delta_ci_lo", "delta_ci_hi", "p_value",
-                 "p_holm", "gain_per_device_hour", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]
+                 "p_holm", "gain_per_device_hour", "common_flops", "val_acc_at_common_flops", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]
 
 
 def collect_runs(results_dir: str | Path) -> pd.DataFrame:
@@ -55,6 +57,18 @@ def greedy_scores(results_dir: str | Path, run_ids) -> dict[str, pd.Series]:
     return out
 
 
+def run_curves(results_dir: str | Path, run_ids) -> dict[str, pd.DataFrame]:
+    """Per run with a learning curve (``eval.every``): its points (``harness/curve.py``)."""
+    out = {}
+    for rid in run_ids:
+        p = Path(results_dir, "runs", str(rid), "train_history.jsonl")
+        if p.exists() and p.stat().st_size:
+            pts = curve.points(pd.read_json(p, lines=True))
+            if len(pts):
+                out[rid] = pts
+    return out
+
+
 def _matrix(run_ids, scores) -> pd.DataFrame:
     """[n_seeds, n_items] greedy correctness of these runs, on the items all of them were graded on."""
     cols = [scores[r] for r in run_ids if r in scores]
@@ -62,13 +76,16 @@ def _matrix(run_ids, scores) -> pd.DataFrame:
 
 
 def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
-                baseline: str = REFERENCE, tuned: dict | None = None) -> pd.DataFrame:
+                baseline: str = REFERENCE, tuned: dict | None = None,
+                curves: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per (task, model, algo, variant): mean accuracy over the seeds' finished runs; costs are means per
     run. Runs of one algorithm with different hyper-parameters are different variants, never averaged.
     With per-item ``scores``: a 95% CI (bootstrap over seeds and items) and the paired difference from
     the matching ``baseline`` row (``matching_row``). ``tuned`` (``tuned.json``, by variant id) says which rows
-    ``harness.tune`` selected: ``chosen`` is its note there, else ``defaults`` (or ``set by hand``: overrides)."""
-    scores, tuned = scores or {}, tuned or {}
+    ``harness.tune`` selected: ``chosen`` is its note there, else ``defaults`` (or ``set by hand``: overrides).
+    ``curves`` (run id → learning curve): validation accuracy at the largest compute every row with curves
+    reached (``common_flops``), mean over the row's seeds."""
+    scores, tuned, curves = scores or {}, tuned or {}, curves or {}
     if "eval_split" in runs:  # validation runs (tuning trials) are in runs.csv and tune.csv, not on the leaderboard
         runs = runs[runs.eval_split.fillna("test") != "val"]
     out, mats = [], {}
@@ -90,14 +107,17 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
                        accuracy_sampled=ok.accuracy_sampled.mean(), n_eval=int(ok.n_eval.max()),
                        peak_mem_mb=ok.peak_mem_mb.max(),
                        **{c: pd.to_numeric(ok[c], errors="coerce").mean() for c in MEANS if c in ok})
+            row["_curves"] = [curves[r] for r in ok.run_id if r in curves]
             mat = _matrix(ok.run_id, scores)
             if not mat.empty:
                 row["accuracy_ci_lo"], row["accuracy_ci_hi"] = bootstrap_ci(mat.to_numpy())
                 mats[len(out)] = mat
         out.append(row)
-    board = pd.DataFrame(out).reindex(columns=BOARD_COLUMNS)
+    board = pd.DataFrame(out).reindex(columns=[*BOARD_COLUMNS, "_curves"])
     if board.empty:
-        return board
+        return board.drop(columns="_curves")
+    _at_common_compute(board)
+    board = board.drop(columns="_curves")
     _paired_with_baseline(board, mats, baseline)
     holm(board)
     _gain_per_device_hour(board)
@@ -139,6 +159,17 @@ def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], ba
                 res["delta"], res["delta_lo"], res["delta_hi"], res["p"]]
 
 
+def _at_common_compute(board: pd.DataFrame) -> None:
+    """``common_flops``: per (task, model) table, the largest post-π_ref compute every row with a learning curve
+    reached; ``val_acc_at_common_flops``: each such row's validation accuracy there, mean over its seeds."""
+    for _, block in board.groupby(["task", "model"]):
+        rows = {i: block._curves[i] for i in block.index if isinstance(block._curves[i], list) and block._curves[i]}
+        budget = curve.common_budget(rows)
+        for i, cs in rows.items():
+            board.loc[i, "common_flops"] = budget
+            board.loc[i, "val_acc_at_common_flops"] = float(np.nanmean([curve.at_budget(c, budget) for c in cs]))
+
+
 def holm(board: pd.DataFrame) -> None:
     """``p_holm``: each block's p-values against the baseline adjusted for the block's number of comparisons
     (Holm 1979, through statsmodels), so a row that beats the baseline by luck among many does not read as a
@@ -176,8 +207,9 @@ def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[st
         if runs.empty:
             return {}
         tuned = results_dir / "tuned.json"  # harness.tune's selections
+        curves = run_curves(results_dir, runs.run_id)
         board = leaderboard(runs, greedy_scores(results_dir, runs.run_id), baseline,
-                            json.loads(tuned.read_text()) if tuned.exists() else None)
+                            json.loads(tuned.read_text()) if tuned.exists() else None, curves)
         atomic_write(paths["runs"], runs.to_csv(index=False))
         atomic_write(paths["leaderboard"], board.to_csv(index=False, float_format="%.6g"))
         atomic_write(paths["markdown"], markdown(board))
@@ -185,7 +217,7 @@ def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[st
         try:
             if board.empty:  # validation runs alone (tuning under way): nothing to plot yet
                 return paths
-            plot(board, tmp)
+            plot(board, tmp, {rid: c for rid, c in curves.items()}, runs)
             os.replace(tmp, paths["plot"])
         finally:
             tmp.unlink(missing_ok=True)

@@ -64,8 +64,21 @@ def markdown(board: pd.DataFrame) -> str:
                          f"| {_si(r.flops)} + {_si(r.data_flops)} "
                          f"| {r.wall_s:.0f} + {r.data_wall_s:.0f} | {mfu} | {r.status} |")
         parts.append(significance(b, base))
+        parts.append(at_common_compute(b))
         parts.append("")
     return "\n".join(parts)
+
+
+def at_common_compute(b: pd.DataFrame) -> str:
+    """One sentence: each row's validation accuracy at the compute every row with a learning curve reached."""
+    rows = b.dropna(subset=["val_acc_at_common_flops"]) if "val_acc_at_common_flops" in b else b.iloc[0:0]
+    if rows.empty:
+        return ""
+    each = ", ".join(f"`{r.algo}`" + (f" (`{r.variant}`)" if isinstance(r.variant, str) and r.variant else "")
+                     + f" {_pts(r.val_acc_at_common_flops)}" for _, r in
+                     rows.sort_values("val_acc_at_common_flops", ascending=False).iterrows())
+    return (f"\nAt equal compute ({_si(rows.common_flops.iloc[0])} FLOPs after π_ref, the most every row's learning "
+            f"curve reached), validation accuracy in points: {each}.\n")
 
 
 def significance(b: pd.DataFrame, base: str | None) -> str:
@@ -81,18 +94,25 @@ def significance(b: pd.DataFrame, base: str | None) -> str:
     return head + f"{', '.join(sig)} differ{'s' * (len(sig) == 1)} from it at the 5% level; no other row does.\n"
 
 
-def plot(board: pd.DataFrame, path: Path) -> None:
+def plot(board: pd.DataFrame, path: Path, curves: dict | None = None, runs: pd.DataFrame | None = None) -> None:
     """Per task × model: accuracy (95% CI) and the paired Δ from the baseline (95% CI) against total FLOPs
-    per run (own + shared data). Points at equal cost are spread sideways a little to stay readable."""
+    per run (own + shared data), points at equal cost spread sideways a little to stay readable; with learning
+    curves (``eval.every``), a third panel: validation accuracy against compute after π_ref, one line per row
+    (mean over its seeds) with the seeds' range as a band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curves = curves or {}
     blocks = [(k, b.dropna(subset=["accuracy"])) for k, b in board.groupby(["task", "model"], sort=True)]
-    fig, axes = plt.subplots(len(blocks), 2, figsize=(13, 4.8 * len(blocks)), squeeze=False)
+    fig, axes = plt.subplots(len(blocks), 3 if curves else 2, figsize=(19.5 if curves else 13, 4.8 * len(blocks)),
+                             squeeze=False)
     markers = "osD^vP*Xh<>p"
-    for (ax, ax_d), ((task, model), b) in zip(axes, blocks):
+    for axs, ((task, model), b) in zip(axes, blocks):
+        ax, ax_d = axs[0], axs[1]
+        if curves and runs is not None:
+            _curve_panel(axs[2], b, curves, runs, f"{task} · {model}")
         x = (b.flops.fillna(0) + b.data_flops.fillna(0)).to_numpy()
         x = x * (1 + 0.006 * (pd.Series(range(len(b))) - len(b) / 2)).to_numpy()  # sideways spread
         for j, (_, r) in enumerate(b.iterrows()):
@@ -119,3 +139,30 @@ def plot(board: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _curve_panel(ax, b: pd.DataFrame, curves: dict, runs: pd.DataFrame, title: str) -> None:
+    """Validation accuracy against FLOPs after π_ref: each row's seeds interpolated on one grid up to the
+    compute all of them reached, mean line and min-max band."""
+    import numpy as np
+
+    for j, (_, r) in enumerate(b.iterrows()):
+        mine = runs[(runs.task == r.task) & (runs.model == r.model) & (runs.algo == r.algo)
+                    & (runs.variant_id.astype(str) == str(r.variant_id)) & (runs.status == "ok")]
+        cs = [curves[rid] for rid in mine.run_id if rid in curves]
+        if not cs:
+            continue
+        grid = np.linspace(max(c.curve_flops.min() for c in cs), min(c.curve_flops.max() for c in cs), 40)
+        ys = np.array([np.interp(grid, c.curve_flops.to_numpy(float), c.val_accuracy.to_numpy(float)) for c in cs])
+        label = r.algo + (f" [{r.variant}]" if isinstance(r.variant, str) and r.variant else "")
+        ax.plot(grid, 100 * ys.mean(0), color=f"C{j % 10}", label=f"{label} ({len(cs)} seeds)")
+        ax.fill_between(grid, 100 * ys.min(0), 100 * ys.max(0), color=f"C{j % 10}", alpha=0.15)
+    common = b.common_flops.dropna() if "common_flops" in b else []
+    if len(common):
+        ax.axvline(common.iloc[0], color="grey", lw=0.8, ls="--")
+    ax.set_title(f"{title}: validation accuracy along training")
+    ax.set_xlabel("FLOPs after π_ref (shared data + the run's own training)")
+    ax.set_ylabel("validation accuracy, % (mean, seeds' range)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")

@@ -325,10 +325,11 @@ def check_batch_sizes(steps: int, bsz: int, mbsz: int) -> None:
 
 
 def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, accelerator,
-          ckpt_dir: Path | None = None, desc: str = "train", value_model=None) -> dict:
+          ckpt_dir: Path | None = None, desc: str = "train", value_model=None, on_step=None) -> dict:
     """Run ``cfg.steps`` optimiser steps of ``algo.loss`` on ``examples`` (offline algorithms); returns the
     trained model(s), the history and the token counts. ``cfg`` as ``Learner``'s, plus steps, batch_size,
-    group_by_prompt, checkpoint_every and log_every."""
+    group_by_prompt, checkpoint_every and log_every. ``on_step(step, steps, learner)`` may return fields to add
+    to the step's record (a learning-curve point)."""
     if not examples:
         raise UserError(f"{algo.name}: no training examples (for bank algorithms: no prompt with the samples "
                         f"it needs; raise bank.k or bank.n_prompts)")
@@ -346,6 +347,8 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
         if step <= start:
             continue
         rec = learner.step([examples[i] for i in idx], step)
+        if on_step is not None:
+            rec.update(on_step(step, steps, learner) or {})
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{learner.tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
         bar.update(1)
