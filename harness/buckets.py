@@ -15,24 +15,33 @@ import torch
 OVERHEAD = 256
 
 
-def split(lengths: list[int], overhead: int | None = None) -> list[list[int]]:
-    """Row indices grouped into buckets of similar length (the cheapest split of the sorted lengths)."""
-    overhead = OVERHEAD if overhead is None else overhead
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+def cheapest_split(order: list[int], segment_costs) -> list[list[int]]:
+    """``order`` (rows in the order buckets may cut them) split into contiguous buckets of least total cost, exactly
+    (dynamic programming): ``segment_costs(j)`` yields the cost of the bucket ``order[i:j]`` for i = j-1 down to 0."""
     n = len(order)
-    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j sorted rows
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j rows
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
-        longest = lengths[order[j - 1]]
-        for i in range(j):  # rows i..j-1 form the last bucket, padded to `longest`
-            cost = best[i] + (j - i) * longest + overhead
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
+        for i, cost in zip(range(j - 1, -1, -1), segment_costs(j)):
+            if best[i] + cost <= best[j]:  # equal costs: the longest last bucket (the smallest i)
+                best[j], cut[j] = best[i] + cost, i
     groups, j = [], n
     while j > 0:
         groups.append(order[cut[j]:j])
         j = cut[j]
     return groups[::-1]
+
+
+def split(lengths: list[int], overhead: int | None = None) -> list[list[int]]:
+    """Row indices grouped into buckets of similar length (the cheapest split of the sorted lengths)."""
+    overhead = OVERHEAD if overhead is None else overhead
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+
+    def costs(j):  # rows i..j-1, padded to the longest, order[j-1]
+        longest = lengths[order[j - 1]]
+        for i in range(j - 1, -1, -1):
+            yield (j - i) * longest + overhead
+    return cheapest_split(order, costs)
 
 
 def computed_positions(lengths: list[int], overhead: int | None = None, groups: list[list[int]] | None = None) -> int:

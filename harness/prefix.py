@@ -47,22 +47,15 @@ def split(t: dict[str, torch.Tensor], overhead: int | None = None) -> list[list[
     overhead = buckets.OVERHEAD if overhead is None else overhead
     plen, group = t["prompt_len"].tolist(), t["prompt_group"].tolist()
     fed = (t["mask"].sum(1) - 1).clamp(min=1).tolist()
-    n = len(fed)
-    order = sorted(range(n), key=lambda i: (fed[i], plen[i]))
-    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
-    for j in range(1, n + 1):
+    order = sorted(range(len(fed)), key=lambda i: (fed[i], plen[i]))
+
+    def costs(j):  # rows i..j-1: their distinct prompts x the longest of those, rows x the longest fed
         prompts, longest_prompt, longest = set(), 0, fed[order[j - 1]]
-        for i in range(j - 1, -1, -1):  # rows i..j-1 (sorted) form the last bucket
+        for i in range(j - 1, -1, -1):
             prompts.add(group[order[i]])
             longest_prompt = max(longest_prompt, plen[order[i]])
-            cost = best[i] + len(prompts) * longest_prompt + (j - i) * longest + 2 * overhead
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    groups, j = [], n
-    while j > 0:
-        groups.append(order[cut[j]:j])
-        j = cut[j]
-    return groups[::-1]
+            yield len(prompts) * longest_prompt + (j - i) * longest + 2 * overhead
+    return buckets.cheapest_split(order, costs)
 
 
 def cost(t: dict[str, torch.Tensor], groups: list[list[int]], overhead: int | None = None) -> float:
