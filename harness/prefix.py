@@ -76,8 +76,8 @@ def counts(lay: dict) -> tuple[int, int]:
 
 def run(module, lay: dict[str, torch.Tensor], *, lm: bool, hidden: bool):
     """``(logits, hidden)`` ``[B, T, ...]`` at the positions that predict each completion token (``T`` the batch's
-    completion width, zeros past a row's end; ``None`` for what was not asked): ``module`` is a causal LM (``lm``: its logits, and with
-    ``hidden`` its last hidden states) or a decoder trunk (its ``last_hidden_state``)."""
+    completion width, zeros past a row's end; ``None`` for what was not asked): ``module`` is a causal LM (``lm``:
+    its logits, and with ``hidden`` its last hidden states) or a decoder trunk (its ``last_hidden_state``)."""
     kw = {"output_hidden_states": True} if lm and hidden else {}
     if lm:
         kw["logits_to_keep"] = 1  # the prompt pass's logits: its last position only
@@ -88,9 +88,7 @@ def run(module, lay: dict[str, torch.Tensor], *, lm: bool, hidden: bool):
     kw.pop("logits_to_keep", None)
     rest = module(input_ids=lay["comp_ids"], attention_mask=lay["full_mask"], position_ids=lay["comp_pos"],
                   past_key_values=cache, use_cache=True, **kw)
-    group = lay["group"]
-
-    width = lay["width"]
+    group, width = lay["group"], lay["width"]
 
     def join(a, b):  # prompt's last position (per row), then the completion pass's positions, cut to the batch's T
         out = torch.cat([a[:, -1:].index_select(0, group), b], 1)[:, :width]
