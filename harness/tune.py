@@ -10,7 +10,8 @@ For each algorithm, in turn:
    random sampler, so no algorithm gets a larger budget or a smarter search than another;
 2. each trial runs with the **tuning seeds** (``tune.seeds``, distinct from the report seeds: Eimer et al.,
    ICML 2023) and is scored on the **validation split** (``eval.split=val``: ``task.n_val`` problems held out of
-   train); the trial with the best mean validation accuracy is selected (a failed trial is never selected);
+   train; greedy only, ``eval.k=0``, unless ``eval.k`` is given); the trial with the best mean greedy validation
+   accuracy is selected (a failed trial is never selected);
 3. the selected config runs with the fresh **report seeds** on test, and those are the leaderboard's rows.
 
 Every trial is a ``python -m harness.run`` sweep sharing ``results_dir`` (its warm start, banks and finished runs are
@@ -119,7 +120,10 @@ def record(overrides: list[str], seed: int) -> dict | None:
 
 
 def overrides_of(algo: str, params: dict, rest: list[str], split: str) -> list[str]:
-    return [f"algo={algo}", *(f"algo.{k}={v}" for k, v in params.items()), f"eval.split={split}", *rest]
+    """A trial (``split`` val) or the report (test) of ``algo`` at ``params``. A trial is selected on greedy
+    accuracy, so it samples no completions for sampled accuracy (``eval.k=0``) unless ``eval.k`` is given."""
+    greedy = [] if split != "val" or any(a.lstrip("+~").startswith("eval.k=") for a in rest) else ["eval.k=0"]
+    return [f"algo={algo}", *(f"algo.{k}={v}" for k, v in params.items()), f"eval.split={split}", *greedy, *rest]
 
 
 def tune_one(algo: str, opts: dict, rest: list[str]) -> tuple[list[dict], dict | None]:
@@ -154,6 +158,7 @@ def main(argv: list[str]) -> int:
 
     from harness.pipeline import run_spec
     from harness.plan import compose
+    from harness.records import atomic_write
     from harness.registry import make_algo
     from harness.report import write_reports
     from harness.variants import variant_id
@@ -169,10 +174,13 @@ def main(argv: list[str]) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     tuned_path, csv_path = results_dir / "tuned.json", results_dir / "tune.csv"
     tuned = json.loads(tuned_path.read_text()) if tuned_path.exists() else {}
-    rows, failed = [], []
+    failed = []
     for algo in algos:
         trials, best = tune_one(algo, opts, rest)
-        rows += trials
+        # each algorithm's trials are saved as soon as they are done (a rerun of an algorithm replaces its rows)
+        old = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=["algo"])
+        atomic_write(csv_path, pd.concat([old[old.algo != algo], pd.DataFrame(trials)], ignore_index=True)
+                     .to_csv(index=False))
         if best is None:
             failed.append(algo)
             continue
@@ -182,13 +190,9 @@ def main(argv: list[str]) -> int:
         tuned[variant_id(run_spec(cfg, make_algo(cfg)))] = {
             "algo": algo, "params": params, "trials": opts["trials"], "tuning_seeds": opts["seeds"],
             "val_mean": best["val_mean"], "chosen": f"tuned on val, {opts['trials']} trials"}
-        tuned_path.write_text(json.dumps(tuned, indent=1))
+        atomic_write(tuned_path, json.dumps(tuned, indent=1))
         if run_jobs(over, opts["report_seeds"]):
             failed.append(algo)
-    old = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
-    new = pd.DataFrame(rows)
-    merged = pd.concat([old[~old.algo.isin(algos)] if len(old) else old, new], ignore_index=True)
-    merged.to_csv(csv_path, index=False)
     paths = write_reports(results_dir)
     print(f"wrote {csv_path}, {tuned_path}" + (f", {paths['leaderboard']}" if paths else ""))
     if failed:
