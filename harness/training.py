@@ -186,15 +186,10 @@ class Learner:
 
     def slot_tensors(self, examples: list[dict], grad: bool = True) -> dict[str, dict]:
         """What ``loss`` reads: per slot, the completion tensors of one forward pass over ``examples``. Without
-        ``grad``: the policy's alone (for batch statistics), counted as forward-only tokens."""
+        ``grad``: the policy's alone (for batch statistics)."""
         t = self.collate(examples)
         with torch.set_grad_enabled(grad):
             logps, v, extra = self.forward(t, values=grad)
-        ran = self.accelerator.unwrap_model(self.model).last_tokens  # each shared prompt counted once
-        if grad:
-            self.tokens += ran
-        else:
-            self.forward_tokens += ran
         inputs = {"logps": logps, "values": v, **extra}
         inputs |= {k: x for k, x in t.items() if k not in MODEL_INPUTS}
         n = len(examples)
@@ -226,12 +221,15 @@ class Learner:
         if len(batch) < world:
             raise UserError(f"train.batch_size={len(batch)} is smaller than the {world} processes; raise it")
         counts = batch_counts(batch, algo.slots)  # the whole batch's: every process knows it
-        tokens0, forward0 = self.tokens, self.forward_tokens
+        # charged as the batch's work with each distinct prompt once, however processes and micro-batches split it
+        self.tokens += counts["run_tokens"]
         local = batch[rank::world]
         mbsz = self.micro_batch_size or len(local)
         micro = [local[i:i + mbsz] for i in range(0, len(local), mbsz)]
         one_pass = len(micro) == 1 and world == 1  # then the statistics come from the training pass itself
         stats = self.statistics(micro, len(batch)) if algo.statistics and not one_pass else {}
+        if stats:
+            self.forward_tokens += counts["run_tokens"]
         totals, metrics = {}, {}
         if self.deepspeed:
             acc.deepspeed_engine_wrapped = self.engine
@@ -254,11 +252,9 @@ class Learner:
                 acc.backward(loss * world)
             for key, v in mets.items():  # metrics: means over the batch's micro-batches, weighted by their examples
                 metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(batch)
-        if world > 1:  # the record and the token counts are the whole batch's: summed over processes
+        if world > 1:  # the record is the whole batch's: summed over processes
             totals = {k: acc.reduce(torch.tensor(v), "sum").item() for k, v in totals.items()}
             metrics = {k: acc.reduce(torch.tensor(v), "sum").item() for k, v in metrics.items()}
-            done = acc.reduce(torch.tensor([self.tokens - tokens0, self.forward_tokens - forward0]), "sum")
-            self.tokens, self.forward_tokens = tokens0 + int(done[0]), forward0 + int(done[1])
         max_norm = float(self.cfg.max_grad_norm or 0)
         gnorm = None
         if self.deepspeed:  # stepped (and clipped: one norm over both models) in the last backward
@@ -301,8 +297,13 @@ class Learner:
 
 
 def batch_counts(batch: list[dict], slots) -> dict:
-    """What the plug-in's terms are averaged over: the batch's examples, and its real completion tokens per slot."""
-    return {"examples": len(batch), "tokens": {s: sum(len(ex[s]["completion_ids"]) for ex in batch) for s in slots}}
+    """What the plug-in's terms are averaged over: the batch's examples, and its real completion tokens per slot;
+    and ``run_tokens``, the tokens a step runs through the model with each distinct prompt once
+    (``harness/prefix.py``), what its FLOPs are charged for."""
+    seqs = [ex[s] for s in slots for ex in batch]
+    prompts = {tuple(x["prompt_ids"]) for x in seqs}
+    return {"examples": len(batch), "tokens": {s: sum(len(ex[s]["completion_ids"]) for ex in batch) for s in slots},
+            "run_tokens": sum(map(len, prompts)) + sum(len(x["completion_ids"]) for x in seqs)}
 
 
 def reduce_terms(terms: dict, parts: dict, counts: dict) -> dict[str, torch.Tensor]:
