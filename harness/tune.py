@@ -122,8 +122,10 @@ def record(overrides: list[str], seed: int) -> dict | None:
 def overrides_of(algo: str, params: dict, rest: list[str], split: str) -> list[str]:
     """A trial (``split`` val) or the report (test) of ``algo`` at ``params``. A trial is selected on greedy
     accuracy, so it samples no completions for sampled accuracy (``eval.k=0``) unless ``eval.k`` is given."""
-    greedy = [] if split != "val" or any(a.lstrip("+~").startswith("eval.k=") for a in rest) else ["eval.k=0"]
-    return [f"algo={algo}", *(f"algo.{k}={v}" for k, v in params.items()), f"eval.split={split}", *greedy, *rest]
+    if split == "test":  # the default: no override, so the report's rows (and their reference) read as the defaults'
+        return [f"algo={algo}", *(f"algo.{k}={v}" for k, v in params.items()), *rest]
+    greedy = [] if any(a.lstrip("+~").startswith("eval.k=") for a in rest) else ["eval.k=0"]
+    return [f"algo={algo}", *(f"algo.{k}={v}" for k, v in params.items()), "eval.split=val", *greedy, *rest]
 
 
 def tune_one(algo: str, opts: dict, rest: list[str]) -> tuple[list[dict], dict | None]:
@@ -178,9 +180,8 @@ def main(argv: list[str]) -> int:
     for algo in algos:
         trials, best = tune_one(algo, opts, rest)
         # each algorithm's trials are saved as soon as they are done (a rerun of an algorithm replaces its rows)
-        old = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=["algo"])
-        atomic_write(csv_path, pd.concat([old[old.algo != algo], pd.DataFrame(trials)], ignore_index=True)
-                     .to_csv(index=False))
+        kept = [old[old.algo != algo]] if csv_path.exists() and len(old := pd.read_csv(csv_path)) else []
+        atomic_write(csv_path, pd.concat([*kept, pd.DataFrame(trials)], ignore_index=True).to_csv(index=False))
         if best is None:
             failed.append(algo)
             continue
