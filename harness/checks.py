@@ -21,7 +21,16 @@ _RANGES = [
 ]
 
 
+#: shared switches that must be true or false (a typo like `maybe` would otherwise read as true)
+_SWITCHES = ["train.group_by_prompt", "include_reference", "isolate_jobs"]
+
+
 def check_config(cfg) -> None:
+    for key in _SWITCHES:
+        node, _, leaf = key.rpartition(".")
+        value = (cfg.get(node, {}) if node else cfg).get(leaf)
+        if value is not None and not isinstance(value, bool):
+            raise UserError(f"{key}={value!r}: give true or false")
     if "seed" in cfg and (isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int)):
         raise UserError(f"seed={cfg.get('seed')!r} is not an integer (seed=0, or a sweep: seed=0,1,2)")
     for key, lo, hi, inclusive in _RANGES:

@@ -132,6 +132,10 @@ def check_job(cfg: DictConfig):
     check_config(cfg)
     if cfg.eval.split not in ("test", "val"):
         raise UserError(f"eval.split={cfg.eval.split!r}: valid values are test (report) and val (tuning)")
+    n_train = cfg.task.get("n_train")  # a split size known before loading: the split is checked now, not after work
+    if n_train is not None and int(cfg.task.n_demo) + int(cfg.task.n_val) >= int(n_train):
+        raise UserError(f"task.n_demo={cfg.task.n_demo} and task.n_val={cfg.task.n_val} leave no RL prompts in a "
+                        f"train split of {n_train}; lower them")
     if (cfg.eval.split == "val" or int(cfg.eval.every)) and not int(cfg.task.n_val):
         raise UserError("eval.split=val and eval.every need a validation split: task.n_val must be > 0")
     mixed_precision(str(cfg.train.precision))

@@ -80,7 +80,11 @@ def space(algo: str) -> dict:
 
     from harness.run import SWEEPS
 
-    block = yaml.safe_load((SWEEPS / "algo" / f"{algo}.yaml").read_text()).get("search") or {}
+    path = SWEEPS / "algo" / f"{algo}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise UserError(f"unknown algo {algo!r}; valid: {', '.join(valid)}")
+    block = yaml.safe_load(path.read_text()).get("search") or {}
     if not block:
         raise UserError(f"sweeps/algo/{algo}.yaml declares no search space (search:), so {algo} cannot be tuned")
     out = {}

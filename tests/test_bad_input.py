@@ -26,6 +26,10 @@ def test_operational_options_change_no_key_nor_label(option):
     (["seed=abc"], "seed='abc' is not an integer"),
     (["train.checkpoint_minutes=abc"], "train.checkpoint_minutes='abc' is not a number"),
     (["train.checkpoint_minutes=-1"], "train.checkpoint_minutes=-1 is out of range: it must be >= 0"),
+    (["train.group_by_prompt=maybe"], "train.group_by_prompt='maybe': give true or false"),
+    (["task.n_val=4600"], "task.n_demo=1000 and task.n_val=4600 leave no RL prompts in a train split of 5000"),
+    (["eval.split=dev"], "eval.split='dev': valid values are test"),
+    (["eval.every=5", "task.n_val=0"], "task.n_val must be > 0"),
 ])
 def test_checked_before_any_work(overrides, words):
     with pytest.raises(UserError, match=words):

@@ -40,6 +40,13 @@ def test_bad_tune_options_are_one_line(argv, message):
         parse(argv)
 
 
+def test_an_unknown_or_untunable_algorithm_is_one_line():
+    with pytest.raises(UserError, match="unknown algo 'dqx'; valid: apo"):
+        space("dqx")
+    with pytest.raises(UserError, match="reference cannot be tuned"):
+        space("reference")
+
+
 def test_every_trained_algorithm_declares_a_search_space_with_its_default_inside():
     import yaml
 
