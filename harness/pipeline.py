@@ -88,9 +88,7 @@ def split_train(train: list[dict], n_demo: int, n_val: int = 0) -> tuple[list[di
 
 def split_hash(items: list[dict]) -> str:
     """A short hash of a split's ids, recorded with each run: which items it was evaluated on."""
-    import hashlib
-
-    return hashlib.sha256("\n".join(str(ex["id"]) for ex in items).encode()).hexdigest()[:12]
+    return config_hash([str(ex["id"]) for ex in items])[:12]
 
 
 def generation_key(cfg) -> dict:
