@@ -6,8 +6,10 @@
 For each algorithm, in turn:
 
 1. **the same number of trials** (``tune.trials``) over the search space its yaml declares (``search:`` in
-   ``sweeps/algo/<name>.yaml``: ``{log: [lo, hi]}`` log-uniform, a list of choices), drawn by Optuna's seeded
-   random sampler, so no algorithm gets a larger budget or a smarter search than another;
+   ``sweeps/algo/<name>.yaml``: ``{log: [lo, hi]}`` log-uniform, a list of choices), drawn as one seeded Latin
+   hypercube (scipy.stats.qmc), so no algorithm gets a larger budget or a smarter search than another, and a
+   few trials still cover each range: every parameter gets one trial in each of K equal slices of its range
+   (K independent random draws often land two trials on nearly the same learning rate);
 2. each trial runs with the **tuning seeds** (``tune.seeds``, distinct from the report seeds: Eimer et al.,
    ICML 2023) and is scored on the **validation split** (``eval.split=val``: ``task.n_val`` problems held out of
    train; greedy only, ``eval.k=0``, unless ``eval.k`` is given); the trial with the best mean greedy validation
@@ -74,8 +76,8 @@ def parse(argv: list[str]) -> tuple[dict, list[str], list[str]]:
 
 
 def space(algo: str) -> dict:
-    """The algorithm's search space as Optuna distributions, from the ``search:`` block of its yaml."""
-    import optuna
+    """The algorithm's search space from the ``search:`` block of its yaml: ``{name: ("log", lo, hi)}`` for a
+    log-uniform range, ``{name: ("choice", [values])}`` for choices."""
     import yaml
 
     from harness.run import SWEEPS
@@ -89,13 +91,39 @@ def space(algo: str) -> dict:
         raise UserError(f"sweeps/algo/{algo}.yaml declares no search space (search:), so {algo} cannot be tuned")
     out = {}
     for key, spec in block.items():
-        if isinstance(spec, dict) and set(spec) == {"log"}:
+        if isinstance(spec, dict) and set(spec) == {"log"} and len(spec["log"]) == 2:
             lo, hi = (float(x) for x in spec["log"])
-            out[key] = optuna.distributions.FloatDistribution(lo, hi, log=True)
+            if not 0 < lo < hi:
+                raise UserError(f"sweeps/algo/{algo}.yaml search.{key}: log range needs 0 < lo < hi, got {spec}")
+            out[key] = ("log", lo, hi)
         elif isinstance(spec, list) and spec:
-            out[key] = optuna.distributions.CategoricalDistribution(spec)
+            out[key] = ("choice", list(spec))
         else:
             raise UserError(f"sweeps/algo/{algo}.yaml search.{key}: give {{log: [lo, hi]}} or a list of choices")
+    return out
+
+
+def draws(dists: dict, trials: int, seed: int) -> list[dict]:
+    """``trials`` settings of a search space (``space``): a seeded Latin hypercube over the unit cube, mapped to
+    each range in log space, or to a choice by which of ``len(choices)`` equal slices it falls in. Values keep 3
+    significant digits: readable variant labels, and a grid no finer than tuning can tell apart."""
+    import math
+
+    from scipy.stats import qmc
+
+    names = sorted(dists)  # the yaml's key order must not change the draws
+    unit = qmc.LatinHypercube(d=len(names), rng=seed).random(trials)
+    out = []
+    for row in unit:
+        params = {}
+        for name, u in zip(names, row):
+            kind, *args = dists[name]
+            if kind == "log":
+                lo, hi = args
+                params[name] = float(f"{math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))):.3g}")
+            else:
+                params[name] = args[0][min(int(u * len(args[0])), len(args[0]) - 1)]
+        out.append(params)
     return out
 
 
@@ -134,21 +162,12 @@ def overrides_of(algo: str, params: dict, rest: list[str], split: str) -> list[s
 
 def tune_one(algo: str, opts: dict, rest: list[str]) -> tuple[list[dict], dict | None]:
     """``(trials, selected)``: ``opts['trials']`` trials of ``algo`` on validation, then the best one (or None)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=opts["sampler_seed"]))
-    dists, rows = space(algo), []
-    for k in range(opts["trials"]):
-        trial = study.ask(dists)
-        # 3 significant digits: readable variant labels, and a grid no finer than tuning can tell apart
-        params = {key: float(f"{v:.3g}") if isinstance(v, float) else v for key, v in trial.params.items()}
+    rows = []
+    for k, params in enumerate(draws(space(algo), opts["trials"], opts["sampler_seed"])):
         over = overrides_of(algo, params, rest, "val")
         run_jobs(over, opts["seeds"])
         accs = [(r or {}).get("accuracy") for r in (record(over, s) for s in opts["seeds"])]
-        ok = all(a is not None for a in accs)
-        score = sum(accs) / len(accs) if ok else math.nan
-        study.tell(trial, score if ok else None, state=None if ok else optuna.trial.TrialState.FAIL)
+        score = sum(accs) / len(accs) if all(a is not None for a in accs) else math.nan
         rows.append({"algo": algo, "trial": k, "params": json.dumps(params), "seeds": opts["seeds"],
                      "val_accuracy": accs, "val_mean": score, "selected": False})
     done = [r for r in rows if not math.isnan(r["val_mean"])]

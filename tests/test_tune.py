@@ -11,7 +11,7 @@ import pytest
 from harness.errors import UserError
 from harness.pipeline import split_train
 from harness.registry import available
-from harness.tune import parse, space
+from harness.tune import draws, parse, space
 from tests.conftest import ROOT, SMOKE
 from tasks import get_task
 
@@ -57,10 +57,22 @@ def test_every_trained_algorithm_declares_a_search_space_with_its_default_inside
             continue
         dists = space(name)
         assert "lr" in dists, name
-        for key, d in dists.items():
+        for key, (kind, *args) in dists.items():
             default = raw[key]
-            inside = default in d.choices if hasattr(d, "choices") else d.low <= default <= d.high
+            inside = default in args[0] if kind == "choice" else args[0] <= default <= args[1]
             assert inside, f"{name}: default {key}={default} outside its search space"
+
+
+def test_trials_are_a_seeded_latin_hypercube_one_per_slice_of_every_range():
+    import math
+
+    dists = {"lr": ("log", 1e-6, 1e-4), "beta": ("choice", [0.03, 0.1, 0.3, 1.0])}
+    trials = draws(dists, 4, seed=0)
+    assert trials == draws(dists, 4, seed=0) and trials != draws(dists, 4, seed=1)
+    slices = sorted(int(math.log10(t["lr"] / 1e-6) / 2 * 4) for t in trials)  # which quarter of the log range
+    assert slices == [0, 1, 2, 3]
+    assert sorted(t["beta"] for t in trials) == [0.03, 0.1, 0.3, 1.0]  # 4 trials, 4 choices: each once
+    assert all(f"{t['lr']:.3g}" == repr(t["lr"]) or float(f"{t['lr']:.3g}") == t["lr"] for t in trials)
 
 
 @pytest.mark.slow
