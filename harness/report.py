@@ -98,8 +98,7 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
         # (now) a default, e.g. a tuning run's `algo.lr=` that became the yaml's value: show the shortest.
         row = {"task": task, "model": model, "algo": algo, "variant": min(g.variant, key=lambda v: (len(v), v)),
                "variant_id": vid,
-               "chosen": "" if algo == REFERENCE else tuned.get(vid, {}).get("chosen") or (
-                   "defaults" if not g.variant.str.len().min() else "set by hand"),
+               "chosen": "" if algo == REFERENCE else tuned.get(vid, {}).get("chosen") or chosen_by(g.variant),
                "n_seeds": int(ok.seed.nunique()),
                "status": "ok" if not n_failed else ("failed" if ok.empty else f"partial ({n_failed} failed)")}
         if not ok.empty:
@@ -126,6 +125,14 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     board = board.sort_values(["task", "model", "_ref", "accuracy", "variant"],
                               ascending=[True, True, True, False, True], na_position="last")
     return board.drop(columns="_ref").reset_index(drop=True)
+
+
+def chosen_by(labels: pd.Series) -> str:
+    """``defaults`` unless the variant sets one of the algorithm's own options (``algo.lr=``): then ``set by hand``.
+    Overrides shared by the whole comparison (``eval.every=``, ``train.steps=``, ``task.data_dir=``) choose no
+    hyper-parameter of the algorithm."""
+    label = min(labels, key=lambda v: (len(v), v))
+    return "set by hand" if any(o.lstrip("+~").startswith("algo.") for o in label.split()) else "defaults"
 
 
 def matching_row(block: pd.DataFrame, i, algo: str):

@@ -106,3 +106,12 @@ def test_p_values_are_holm_adjusted_per_block_and_the_markdown_says_which_surviv
     sentence = text.split("After Holm")[1]
     assert "3 comparisons" in sentence and "`dqo` (+10.0 points) differs" in sentence and "dpo" not in sentence
     assert "| 10 / 20 |" in text  # distinct examples / examples seen
+
+
+def test_a_row_is_set_by_hand_only_when_it_overrides_one_of_the_algorithms_own_options():
+    from harness.report import chosen_by
+
+    assert chosen_by(pd.Series([""])) == "defaults"
+    assert chosen_by(pd.Series(["eval.every=50 train.steps=100"])) == "defaults"  # the whole comparison's settings
+    assert chosen_by(pd.Series(["algo.lr=1e-05 eval.every=50"])) == "set by hand"
+    assert chosen_by(pd.Series(["algo.lr=1e-05", "algo.beta=0.1 algo.lr=1e-05"])) == "set by hand"
