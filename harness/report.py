@@ -3,7 +3,9 @@
 items, and a paired comparison with a baseline on the same test items), ``leaderboard.md`` (the same
 for a person) and ``accuracy_vs_cost.png``.
 
-    python -m harness.report [results_dir=results] [baseline=reference]
+    python -m harness.report [results_dir=results] [baseline=reference] [pairs=false]
+
+``pairs=true`` adds ``pairwise.csv``: every algorithm against every other, Holm-adjusted (``harness/pairwise.py``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from harness import curve
 from harness.records import atomic_write
 from harness.registry import REFERENCE
 from harness.report_views import markdown, plot
-from harness.stats import bootstrap_ci, paired_bootstrap
+from harness.stats import bootstrap_ci, n_boot_for, paired_bootstrap
 
 RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy",
                "accuracy_sampled", "n_eval", "wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu",
@@ -153,6 +155,7 @@ def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], ba
     (``matching_row``) on the test items both were graded on."""
     board["baseline"] = board["baseline"].astype(object)
     for _, block in board.groupby(["task", "model"]):
+        n_boot = n_boot_for(len(block) - 1)  # p-values fine enough for Holm over the block's comparisons
         for i in block.index:
             b = matching_row(block, i, baseline)
             if b is None or i not in mats or b not in mats:
@@ -160,7 +163,7 @@ def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], ba
             a_mat, b_mat = mats[i].align(mats[b], join="inner", axis=1)
             if a_mat.shape[1] == 0:
                 continue
-            res = paired_bootstrap(a_mat.to_numpy(), b_mat.to_numpy())
+            res = paired_bootstrap(a_mat.to_numpy(), b_mat.to_numpy(), n_boot=n_boot)
             board.loc[i, "baseline"] = baseline
             board.loc[i, ["delta", "delta_ci_lo", "delta_ci_hi", "p_value"]] = [
                 res["delta"], res["delta_lo"], res["delta_hi"], res["p"]]
@@ -201,9 +204,10 @@ def _gain_per_device_hour(board: pd.DataFrame) -> None:
                 board.loc[i, "gain_per_device_hour"] = 100 * (block.accuracy[i] - block.accuracy[ref]) / hours
 
 
-def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[str, Path]:
+def write_reports(results_dir: str | Path, baseline: str = REFERENCE, pairs: bool = False) -> dict[str, Path]:
     """Rebuild every table from the records. Jobs that finish at once (two sweeps, a parallel launcher) take
-    turns: each reads the records under the lock, so the last to write has read every finished one."""
+    turns: each reads the records under the lock, so the last to write has read every finished one.
+    ``pairs``: also every algorithm against every other (``harness/pairwise.py``; tens of seconds, so asked for)."""
     from filelock import FileLock
 
     results_dir = Path(results_dir)
@@ -215,11 +219,19 @@ def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[st
             return {}
         tuned = results_dir / "tuned.json"  # harness.tune's selections
         curves = run_curves(results_dir, runs.run_id)
-        board = leaderboard(runs, greedy_scores(results_dir, runs.run_id), baseline,
-                            json.loads(tuned.read_text()) if tuned.exists() else None, curves)
+        scores = greedy_scores(results_dir, runs.run_id)
+        board = leaderboard(runs, scores, baseline, json.loads(tuned.read_text()) if tuned.exists() else None, curves)
         atomic_write(paths["runs"], runs.to_csv(index=False))
         atomic_write(paths["leaderboard"], board.to_csv(index=False, float_format="%.6g"))
-        atomic_write(paths["markdown"], markdown(board))
+        text = markdown(board)
+        if pairs and not board.empty:
+            from harness import pairwise
+
+            table = pairwise.pairwise(board, runs, scores)
+            paths["pairs"] = results_dir / "pairwise.csv"
+            atomic_write(paths["pairs"], table.to_csv(index=False, float_format="%.6g"))
+            text += "\n" + pairwise.markdown(table)
+        atomic_write(paths["markdown"], text)
         tmp = paths["plot"].with_name(f"{paths['plot'].stem}.tmp{os.getpid()}.png")
         try:
             if board.empty:  # validation runs alone (tuning under way): nothing to plot yet
@@ -232,16 +244,19 @@ def write_reports(results_dir: str | Path, baseline: str = REFERENCE) -> dict[st
 
 
 def main(argv: list[str]) -> int:
-    opts = {"results_dir": "results", "baseline": REFERENCE}
+    opts = {"results_dir": "results", "baseline": REFERENCE, "pairs": "false"}
+    usage = "usage: python -m harness.report [results_dir=PATH] [baseline=ALGO] [pairs=true|false]"
     for arg in argv:
         key, _, value = arg.partition("=")
         if key not in opts or not value:
-            print(f"error: unknown argument {arg!r}; usage: python -m harness.report [results_dir=PATH] "
-                  "[baseline=ALGO]", file=sys.stderr)
+            print(f"error: unknown argument {arg!r}; {usage}", file=sys.stderr)
             return 2
         opts[key] = value
+    if opts["pairs"] not in ("true", "false"):
+        print(f"error: pairs={opts['pairs']!r} is not true or false; {usage}", file=sys.stderr)
+        return 2
     results_dir = opts["results_dir"]
-    paths = write_reports(results_dir, opts["baseline"])
+    paths = write_reports(results_dir, opts["baseline"], pairs=opts["pairs"] == "true")
     if not paths:
         print(f"error: no run records under {results_dir}/runs; run `python -m harness.run` first", file=sys.stderr)
         return 1

@@ -217,8 +217,8 @@ def main(argv: list[str]) -> int:
         atomic_write(tuned_path, json.dumps(tuned, indent=1))
         if run_jobs(over, opts["report_seeds"]):
             failed.append(algo)
-    paths = write_reports(results_dir)
-    print(f"wrote {csv_path}, {tuned_path}" + (f", {paths['leaderboard']}" if paths else ""))
+    paths = write_reports(results_dir, pairs=True)  # the protocol's end: every algorithm against every other
+    print(f"wrote {csv_path}, {tuned_path}" + "".join(f", {paths[k]}" for k in ("leaderboard", "pairs") if k in paths))
     if failed:
         print(f"error: no run could be selected or reported for {', '.join(failed)} (see tune.csv and runs.csv)",
               file=sys.stderr)

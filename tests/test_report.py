@@ -115,3 +115,31 @@ def test_a_row_is_set_by_hand_only_when_it_overrides_one_of_the_algorithms_own_o
     assert chosen_by(pd.Series(["eval.every=50 train.steps=100"])) == "defaults"  # the whole comparison's settings
     assert chosen_by(pd.Series(["algo.lr=1e-05 eval.every=50"])) == "set by hand"
     assert chosen_by(pd.Series(["algo.lr=1e-05", "algo.beta=0.1 algo.lr=1e-05"])) == "set by hand"
+
+
+def test_pairwise_takes_each_algorithms_tuned_row_puts_the_better_first_and_holm_adjusts():
+    import numpy as np
+
+    from harness.pairwise import pairwise
+
+    rng = np.random.default_rng(0)
+    solved = {"reference": 100, "dpo": 100, "dqo": 160}  # of 400 items; dqo's extra 60 on every seed
+    runs, scores = [], {}
+    for algo, n in solved.items():
+        for seed in range(3):
+            vid = f"{algo}-tuned" if algo != "reference" else "r"
+            runs.append(_run(algo, seed, n / 400, "algo.lr=1e-05" if algo != "reference" else "", vid))
+            noise = rng.random(400) < 0.02  # a few items flip per seed
+            scores[runs[-1]["run_id"]] = pd.Series((np.arange(400) < n) ^ noise, dtype=float)
+    runs.append(_run("dqo", 0, 0.1, "", "dqo-default"))  # its defaults: not dqo's representative once tuned
+    runs.append(_run("dpo", 0, 0.9, "algo.beta=9", "dpo-hand"))  # set by hand: never a representative
+    runs = pd.DataFrame(runs)
+    tuned = {"dqo-tuned": {"chosen": "tuned on val, 4 trials"}, "dpo-tuned": {"chosen": "tuned on val, 4 trials"}}
+    board = leaderboard(runs, scores, tuned=tuned)
+    pairs = pairwise(board, runs, scores)
+    assert len(pairs) == 3 and set(pairs.better_variant) | set(pairs.worse_variant) <= {"algo.lr=1e-05", ""}
+    top = pairs.iloc[0]
+    assert top.better == "dqo" and top.delta > 0.1 and top.p_holm < 0.05  # survives Holm over 3 pairs
+    same = pairs[pairs.better.isin(["dpo", "reference"])
+                 & pairs.worse.isin(["dpo", "reference"])].iloc[0]
+    assert same.p_holm > 0.05 and same.p_holm >= same.p_value

@@ -45,3 +45,12 @@ def test_pairing_makes_a_small_consistent_gain_significant():
     lo_a, hi_a = bootstrap_ci(better)
     assert lo_a < hi_b  # the unpaired intervals overlap
     assert paired_bootstrap(better, base)["p"] < 0.01
+
+
+def test_enough_replicates_that_a_clear_difference_survives_holm_over_many_pairs():
+    from harness.stats import n_boot_for
+
+    base = np.zeros((3, 200))
+    better = np.ones((3, 200))
+    assert paired_bootstrap(better, base)["p"] * 55 > 0.05  # 2,000 replicates: the p floor, times 55, is > 5%
+    assert paired_bootstrap(better, base, n_boot=n_boot_for(55))["p"] * 55 < 0.05

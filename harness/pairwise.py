@@ -1,0 +1,85 @@
+"""Every algorithm against every other (``pairwise.csv``, ``python -m harness.report pairs=true``; ``harness.tune``
+writes it at its end): the leaderboard compares each row with one baseline, but "does DQO beat DPO?" is a
+comparison between two rows, and asking it of every pair is many comparisons at once.
+
+Per (task, model) table, each algorithm is represented by one row: the one ``harness.tune`` selected, else its
+defaults (rows set by hand are left out). Every pair is compared on the test items both were graded on (the
+paired bootstrap over seeds and items of ``harness/stats.py``), and the p-values are Holm-adjusted over all the
+table's pairs (Holm 1979), with enough bootstrap replicates that the adjustment can still reach 5%.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+import pandas as pd
+
+from harness.stats import n_boot_for, paired_bootstrap
+
+COLUMNS = ["task", "model", "better", "better_variant", "worse", "worse_variant", "delta", "delta_ci_lo",
+           "delta_ci_hi", "p_value", "p_holm"]
+
+
+def representatives(block: pd.DataFrame) -> pd.DataFrame:
+    """One row per algorithm: the tuned one (most seeds first), else the defaults; never a row set by hand."""
+    kind = block.chosen.fillna("").map(lambda c: 0 if c.startswith("tuned") else 1 if c in ("defaults", "") else 2)
+    ok = block.assign(_kind=kind)[(kind < 2) & block.accuracy.notna()]
+    ok = ok.sort_values(["_kind", "n_seeds"], ascending=[True, False])
+    return ok.groupby("algo", sort=True).head(1).drop(columns="_kind")
+
+
+def _matrix(runs: pd.DataFrame, scores: dict, row) -> pd.DataFrame:
+    """[seeds, items] greedy correctness of the row's finished test runs."""
+    mine = runs[(runs.task == row.task) & (runs.model == row.model) & (runs.algo == row.algo)
+                & (runs.variant_id.fillna("") == row.variant_id) & (runs.status == "ok")]
+    if "eval_split" in mine:
+        mine = mine[mine.eval_split.fillna("test") != "val"]
+    cols = [scores[r] for r in mine.run_id if r in scores]
+    return pd.concat(cols, axis=1, join="inner").T if cols else pd.DataFrame()
+
+
+def pairwise(board: pd.DataFrame, runs: pd.DataFrame, scores: dict) -> pd.DataFrame:
+    """Every pair of representative rows per (task, model), the better first, with Holm-adjusted p-values."""
+    from statsmodels.stats.multitest import multipletests
+
+    out = []
+    for (task, model), block in board.groupby(["task", "model"], sort=True):
+        reps = representatives(block)
+        mats = {r.algo: _matrix(runs, scores, r) for r in reps.itertuples()}
+        pairs = [(a, b) for a, b in combinations(reps.itertuples(), 2)
+                 if not mats[a.algo].empty and not mats[b.algo].empty]
+        rows = []
+        for a, b in pairs:
+            ma, mb = mats[a.algo].align(mats[b.algo], join="inner", axis=1)
+            if ma.shape[1] == 0:
+                continue
+            res = paired_bootstrap(ma.to_numpy(), mb.to_numpy(), n_boot=n_boot_for(len(pairs)))
+            if res["delta"] < 0:  # the better one first
+                a, b = b, a
+                res = {"delta": -res["delta"], "delta_lo": -res["delta_hi"], "delta_hi": -res["delta_lo"],
+                       "p": res["p"]}
+            rows.append({"task": task, "model": model, "better": a.algo, "better_variant": a.variant,
+                         "worse": b.algo, "worse_variant": b.variant, "delta": res["delta"],
+                         "delta_ci_lo": res["delta_lo"], "delta_ci_hi": res["delta_hi"], "p_value": res["p"]})
+        if rows:
+            p = [r["p_value"] for r in rows]
+            for r, adj in zip(rows, multipletests(p, method="holm")[1]):
+                r["p_holm"] = float(adj)
+        out.extend(rows)
+    return pd.DataFrame(out, columns=COLUMNS).sort_values(["task", "model", "p_holm", "delta"],
+                                                          ascending=[True, True, True, False], ignore_index=True)
+
+
+def markdown(pairs: pd.DataFrame) -> str:
+    """Per table, one sentence: which pairs differ at 5% after Holm's correction over all of them."""
+    parts = []
+    for (task, model), b in pairs.groupby(["task", "model"], sort=True):
+        sig = b[b.p_holm < 0.05]
+        head = (f"### {task} · {model}: every pair\n\nAfter Holm's correction over the {len(b)} pairs of algorithms "
+                "(each algorithm's tuned row, else its defaults; `pairwise.csv`), ")
+        if sig.empty:
+            parts.append(head + "no algorithm differs from another at the 5% level.\n")
+            continue
+        each = ", ".join(f"`{r.better}` beats `{r.worse}` ({100 * r.delta:+.1f} points, p {r.p_holm:.3f})"
+                         for r in sig.itertuples())
+        parts.append(head + f"{each}; no other pair differs at the 5% level.\n")
+    return "\n".join(parts)
