@@ -13,8 +13,8 @@ from harness.registry import register_algorithm
 
 @dataclass
 class DPOOptions(TrainedOptions):
-    lr: float = option(3e-6, "policy learning rate", gt=0)
-    beta: float = option(0.1, "strength of the implicit KL to π_ref", gt=0)
+    lr: float = option(2.1e-06, "policy learning rate", gt=0)
+    beta: float = option(0.03, "strength of the implicit KL to π_ref", gt=0)
     max_pairs_per_prompt: int = option(4, "pairs per prompt, each sample used at most once", ge=1)
 
 

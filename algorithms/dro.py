@@ -14,8 +14,8 @@ from harness.registry import register_algorithm
 
 @dataclass
 class DROOptions(ValueModelOptions):
-    lr: float = option(3e-6, "policy learning rate", gt=0)
-    beta: float = option(0.1, "KL strength (the paper's β = 1 is too strong for LMs on {0, 1} rewards)", gt=0)
+    lr: float = option(2.1e-06, "policy learning rate", gt=0)
+    beta: float = option(0.03, "KL strength (the paper's β = 1 is too strong for LMs on {0, 1} rewards)", gt=0)
 
 
 def dro_loss(seq_logps, seq_ref_logps, values, rewards, *, beta):

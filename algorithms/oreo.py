@@ -19,8 +19,8 @@ from harness.registry import register_algorithm
 
 @dataclass
 class OREOOptions(ValueModelOptions):
-    lr: float = option(1e-5, "policy learning rate", gt=0)
-    beta: float = option(0.1, "KL strength β in Q = β·ℓ + V", gt=0)
+    lr: float = option(5.67e-05, "policy learning rate", gt=0)
+    beta: float = option(0.3, "KL strength β in Q = β·ℓ + V", gt=0)
     alpha: float = option(0.01, "weight of the KL(π‖π_ref) regulariser (OREO's default)", ge=0)
 
 

@@ -37,7 +37,7 @@ from harness.registry import register_algorithm
 
 @dataclass
 class TBRMOptions(OnlineOptions):
-    lr: float = option(1e-6, "policy learning rate", gt=0)
+    lr: float = option(1.31e-06, "policy learning rate", gt=0)
     beta: float = option(0.1, "KL strength β: the residual compares V + Σℓ with R/β", gt=0)
     source: Literal["bank", "online"] = option(
         "online", "bank: π_ref's samples, offline (shared with the offline family) | online: samples of the live "
