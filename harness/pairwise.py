@@ -29,12 +29,13 @@ def representatives(block: pd.DataFrame) -> pd.DataFrame:
 
 def _matrix(runs: pd.DataFrame, scores: dict, row) -> pd.DataFrame:
     """[seeds, items] greedy correctness of the row's finished test runs."""
+    from harness.report import score_matrix
+
     mine = runs[(runs.task == row.task) & (runs.model == row.model) & (runs.algo == row.algo)
                 & (runs.variant_id.fillna("") == row.variant_id) & (runs.status == "ok")]
     if "eval_split" in mine:
         mine = mine[mine.eval_split.fillna("test") != "val"]
-    cols = [scores[r] for r in mine.run_id if r in scores]
-    return pd.concat(cols, axis=1, join="inner").T if cols else pd.DataFrame()
+    return score_matrix(mine.run_id, scores)
 
 
 def pairwise(board: pd.DataFrame, runs: pd.DataFrame, scores: dict) -> pd.DataFrame:

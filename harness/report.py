@@ -71,7 +71,7 @@ def run_curves(results_dir: str | Path, run_ids) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _matrix(run_ids, scores) -> pd.DataFrame:
+def score_matrix(run_ids, scores) -> pd.DataFrame:
     """[n_seeds, n_items] greedy correctness of these runs, on the items all of them were graded on."""
     cols = [scores[r] for r in run_ids if r in scores]
     return pd.concat(cols, axis=1, join="inner").T if cols else pd.DataFrame()
@@ -109,7 +109,7 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
                        peak_mem_mb=ok.peak_mem_mb.max(),
                        **{c: pd.to_numeric(ok[c], errors="coerce").mean() for c in MEANS if c in ok})
             row["_curves"] = [curves[r] for r in ok.run_id if r in curves]
-            mat = _matrix(ok.run_id, scores)
+            mat = score_matrix(ok.run_id, scores)
             if not mat.empty:
                 row["accuracy_ci_lo"], row["accuracy_ci_hi"] = bootstrap_ci(mat.to_numpy())
                 mats[len(out)] = mat
