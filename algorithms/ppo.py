@@ -21,9 +21,9 @@ from harness.sequences import collate
 
 @dataclass
 class PPOOptions(OnlineOptions, ValueModelOptions):
-    lr: float = option(3e-6, "policy learning rate", gt=0)
+    lr: float = option(1.73e-05, "policy learning rate", gt=0)
     epochs: int = option(2, "passes over each rollout batch", ge=1)
-    beta_kl: float = option(0.05, "β_KL of the per-token penalty −β_KL·(log π_old − log π_ref)", ge=0)
+    beta_kl: float = option(0.2, "β_KL of the per-token penalty −β_KL·(log π_old − log π_ref)", ge=0)
     gamma: float = option(1.0, "discount", ge=0, le=1)
     gae_lambda: float = option(0.95, "λ of GAE", ge=0, le=1)
     clip: float = option(0.2, "ε of the clipped ratio", gt=0)

@@ -60,7 +60,8 @@ def test_two_processes_give_the_update_of_one(tmp_path, strategy):
 # is float noise (~1e-14) that AdamW turns into lr-sized updates, different for any summation order. Grouped
 # batches and shared prompts on 2 processes are checked step by step (test_two_processes_give_the_update_of_one).
 JOB = ["train.warmup_ratio=0.34", "value_check.n_prompts=8", "train.group_by_prompt=false"]
-ALGOS = {"dqo": [], "ppo": ["algo.prompts_per_iter=8", "algo.n_samples=4", "algo.beta_kl=0"]}
+# PPO's lr is pinned to the value its tolerances were set at: its shipped default moves with harness.tune.
+ALGOS = {"dqo": [], "ppo": ["algo.prompts_per_iter=8", "algo.n_samples=4", "algo.beta_kl=0", "algo.lr=3e-6"]}
 
 
 def _same_rows(a, b):
