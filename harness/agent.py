@@ -7,6 +7,7 @@ prepare call.
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from harness import buckets, prefix
@@ -18,15 +19,26 @@ class Agent(nn.Module):
     """``policy`` (a causal LM) and ``value`` (a ``ValueModel`` with its own trunk, a ``ValueHead`` on the
     policy's trunk, or None)."""
 
-    def __init__(self, policy: nn.Module, value: nn.Module | None = None, sharded: bool = False):
+    def __init__(self, policy: nn.Module, value: nn.Module | None = None, sharded: bool = False,
+                 compile: bool = False):
         super().__init__()
         self.policy, self.value = policy, value
+        # ``train.compile``: the training passes go through ``torch.compile``d views of the same modules (they share
+        # the parameters; kept in a plain dict, so the state dict, checkpoints and wrappers see only the originals,
+        # and ``generate`` stays eager). ``dynamic``: one graph for every batch shape, not one per bucket length
+        self._compiled = {id(m): torch.compile(m, dynamic=True)
+                          for m in (policy, value, getattr(value, "trunk", None))
+                          if compile and m is not None and not isinstance(m, ValueHead)}
         # with weights sharded (ZeRO-3, FSDP) every process must make the same forward calls, each gathering the
         # weights: no length buckets (the processes' batches would split differently), and the prompt-sharing path
         # always (two calls per model, whatever the batch)
         self.sharded = sharded
         # what the last forward ran: real tokens (a shared prompt counted once) and positions (padding included)
         self.last_tokens = self.last_positions = 0
+
+    def _run(self, module: nn.Module) -> nn.Module:
+        """The module to call for a training pass: its compiled view under ``train.compile``, else itself."""
+        return self._compiled.get(id(module), module)
 
     @property
     def shared_trunk(self) -> bool:
@@ -72,12 +84,12 @@ class Agent(nn.Module):
         shared = self.shared_trunk and vm is not None
         logps, v, extra = None, None, {}
         if policy or shared:
-            logits, hidden = prefix.run(self.policy, lay, lm=True, hidden=shared)
+            logits, hidden = prefix.run(self._run(self.policy), lay, lm=True, hidden=shared)
             logps, extra = logps_from(logits, t, outputs)
             if shared:
                 v = vm(hidden) * t["mask"]
         if vm is not None and not shared:
-            v = vm.head(prefix.run(vm.trunk, lay, lm=False, hidden=True)[1]) * t["mask"]
+            v = vm.head(prefix.run(self._run(vm.trunk), lay, lm=False, hidden=True)[1]) * t["mask"]
         return (logps if policy else None), (v.float() if v is not None else None), extra
 
     def _forward(self, t: dict, outputs, policy: bool, values: bool):
@@ -85,10 +97,10 @@ class Agent(nn.Module):
         self.last_positions += int(t["attention_mask"].sum(1).max()) * t["attention_mask"].size(0)
         vm = self.value if values else None
         if self.shared_trunk and vm is not None:
-            logps, extra = completion_logps(self.policy, t, outputs, return_hidden=True)
+            logps, extra = completion_logps(self._run(self.policy), t, outputs, return_hidden=True)
             v = gather_values(vm(extra.pop("hidden")), t["pred_pos"], t["mask"]).float()
             return (logps if policy else None), v, extra
-        logps, extra = completion_logps(self.policy, t, outputs) if policy else (None, {})
+        logps, extra = completion_logps(self._run(self.policy), t, outputs) if policy else (None, {})
         if vm is None:
             return logps, None, extra
-        return logps, gather_values(vm(t["input_ids"], t["attention_mask"]), t["pred_pos"], t["mask"]).float(), extra
+        return logps, gather_values(self._run(vm)(t["input_ids"], t["attention_mask"]), t["pred_pos"], t["mask"]).float(), extra

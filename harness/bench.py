@@ -1,6 +1,6 @@
 """``python -m harness.bench``: how fast the backbone trains, against TRL, measured in one run (issue 14).
 
-    python -m harness.bench [pairs=256] [batch=32] [steps=4] [repeats=5] [threads=N] [wait=120]
+    python -m harness.bench [pairs=256] [batch=32] [steps=4] [repeats=5] [threads=N] [wait=120] [compile=1]
 
 One table, every figure measured in this process:
 
@@ -10,6 +10,8 @@ One table, every figure measured in this process:
   AdamW at a constant rate. The two are timed alternately, ``steps`` optimiser steps per timing, ``repeats``
   timings each; min and median are reported. Real tokens (not padding) and computed positions (padding
   included) per step are counted for each side, and the table says whether the batches were identical.
+- **``train.compile=true``** (``compile=1``): our DPO, DQO and GRPO steps again through ``torch.compile``, each
+  timed alternately with its eager twin on the same batches; the compilation (first steps) is timed apart.
 - **Generation** tokens/s of the HF engine (and vLLM, when it can run).
 - **Grading** items/s of GSM8K and MATH (``../shared/data`` when present, else the built-in problems).
 - **MFU** of each step against the measured matmul peak (``harness/compute.py``).
@@ -28,7 +30,7 @@ import time
 
 import torch
 
-DEFAULTS = {"pairs": 256, "batch": 32, "steps": 4, "repeats": 5, "threads": 0, "wait": 120}
+DEFAULTS = {"pairs": 256, "batch": 32, "steps": 4, "repeats": 5, "threads": 0, "wait": 120, "compile": 1}
 
 
 def parse(argv: list[str]) -> dict:
@@ -125,7 +127,7 @@ def trl_step(trainer, batch_rows) -> dict:
     return {"real": int(inputs["attention_mask"].sum()), "computed": int(inputs["input_ids"].numel())}
 
 
-def our_side(model, tok, dataset, lr: float, beta: float, batch: int):
+def our_side(model, tok, dataset, lr: float, beta: float, batch: int, compiled: bool = False):
     """Our Learner with the DPO plug-in, on the token ids TRL made (π_ref's per-token log-probs filled by us)."""
     from harness.registry import get_algorithm
     from harness.sequences import fill_ref_logps
@@ -135,17 +137,18 @@ def our_side(model, tok, dataset, lr: float, beta: float, batch: int):
         examples.append({s: {"prompt_ids": list(r["prompt_ids"]), "completion_ids": list(r[f"{s}_ids"]),
                              "ref_logps": None} for s in ("chosen", "rejected")})
     fill_ref_logps(model, examples, ("chosen", "rejected"), tok.pad_token_id)
-    return learner_for(get_algorithm("dpo")(lr=lr, beta=beta), model, tok, batch), examples
+    return learner_for(get_algorithm("dpo")(lr=lr, beta=beta), model, tok, batch, compiled=compiled), examples
 
 
-def learner_for(algo, model, tok, batch: int, value_model=None):
-    """A Learner as the TRL side is configured: one pass a step, constant rate, clipping at 1.0, fp32."""
+def learner_for(algo, model, tok, batch: int, value_model=None, compiled: bool = False):
+    """A Learner as the TRL side is configured: one pass a step, constant rate, clipping at 1.0, fp32; its training
+    passes through ``torch.compile`` when ``compiled`` (``train.compile``)."""
     from omegaconf import OmegaConf
 
     from harness.training import Learner, make_accelerator
 
     cfg = OmegaConf.create({"micro_batch_size": batch, "warmup_ratio": 0.0, "lr_schedule": "constant",
-                            "max_grad_norm": 1.0, "weight_decay": 0.0})
+                            "max_grad_norm": 1.0, "weight_decay": 0.0, "compile": compiled})
     return Learner(model, algo, cfg, steps=10**6, seed=0, pad_id=tok.pad_token_id,
                    accelerator=make_accelerator("fp32"), value_model=value_model)
 
@@ -170,7 +173,7 @@ def bank_from_rows(tok, model, rows, k: int) -> list[dict]:
     return out
 
 
-def algo_learner(name: str, model, tok, bank: list[dict], batch: int):
+def algo_learner(name: str, model, tok, bank: list[dict], batch: int, compiled: bool = False):
     """``(learner, examples)`` of a registered algorithm fed as the pipeline feeds it (``build_examples`` on the
     bank, or ``rollout_examples`` on the bank's samples as one rollout batch), its value model a separate trunk."""
     import copy
@@ -193,7 +196,7 @@ def algo_learner(name: str, model, tok, bank: list[dict], batch: int):
         examples = algo.build_examples(data, random.Random(0))
         fill_ref_logps(model, examples, algo.slots, tok.pad_token_id)
     value = ValueModel(copy.deepcopy(model)) if algo.needs_value_model else None
-    return learner_for(algo, model, tok, batch, value), examples
+    return learner_for(algo, model, tok, batch, value, compiled=compiled), examples
 
 
 def generation_rate(model, tok, prompts: list[str], max_new_tokens: int = 64) -> dict:
@@ -248,6 +251,27 @@ def time_steps(step_fn, batches) -> tuple[float, dict]:
     return time.perf_counter() - t0, counts
 
 
+def alternate(sides: dict, order: list, steps: int, repeats: int) -> tuple[dict, dict]:
+    """``(times, counts)`` per side: ``repeats`` timings of ``steps`` steps each, on the same batches, the sides
+    taking turns (the order rotated every repeat, so none is always first). ``sides``: name -> step function."""
+    names = list(sides)
+    times, counts = {n: [] for n in names}, {}
+    for r in range(repeats):
+        chunk = order[1 + r * steps: 1 + (r + 1) * steps]
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t, c = time_steps(sides[name], chunk)
+            times[name].append(t / len(chunk))
+            counts[name] = {k: v / len(chunk) for k, v in c.items()}
+    return times, counts
+
+
+def compile_warmup(step_fn, order: list) -> float:
+    """Seconds of the untimed steps a compiled side takes over every batch it will be timed on: its compilations
+    (the first step's graphs, and any recompilation a later batch's path or shape needs) fall here, not in the
+    timings."""
+    return time_steps(step_fn, order[1:])[0]
+
+
 def main(argv: list[str]) -> int:
     opts = parse(argv)
     import copy
@@ -261,8 +285,9 @@ def main(argv: list[str]) -> int:
     print(f"harness.bench: {opts}, torch {torch.__version__}, {threads} threads", flush=True)
     tok, model, rows = arith_pairs(opts["pairs"])
     lr, beta, bsz, steps, repeats = 3e-6, 0.1, opts["batch"], opts["steps"], opts["repeats"]
+    compiled = bool(opts["compile"])
     peak, source = compute.peak_flops()
-    table = []
+    table, compile_s = [], {}
 
     def row(name, times, counts, examples_per_step, mean_len, separate_value=False):
         med = statistics.median(times)
@@ -271,6 +296,9 @@ def main(argv: list[str]) -> int:
                      f"{counts['real'] / med:.0f} | {counts['computed']:.0f} | {counts['real']:.0f} | "
                      f"{100 * flops / med / peak:.1f}% |")
         return med
+
+    def step_fn(learner, examples):
+        return lambda b: our_step_any(learner, [examples[i] for i in b])
 
     with tempfile.TemporaryDirectory() as out:
         trainer = trl_side(copy.deepcopy(model), tok, rows, bsz, lr, beta, out)
@@ -281,48 +309,59 @@ def main(argv: list[str]) -> int:
         same = all(list(dataset[i]["chosen_ids"]) == examples[i]["chosen"]["completion_ids"]
                    and list(dataset[i]["rejected_ids"]) == examples[i]["rejected"]["completion_ids"]
                    and list(dataset[i]["prompt_ids"]) == examples[i]["chosen"]["prompt_ids"] for i in range(n))
-        # one untimed step each (allocator, lazy init), then the two alternate, each first every other time
-        trl_step(trainer, [dataset[i] for i in order[0]])
-        our_step_any(learner, [examples[i] for i in order[0]])
+        sides = {"ours": step_fn(learner, examples),
+                 "trl": lambda b, tr=trainer: trl_step(tr, [dataset[i] for i in b])}
+        if compiled:
+            sides["ours, compiled"] = step_fn(our_side(copy.deepcopy(model), tok, dataset, lr, beta, bsz, True)[0],
+                                              examples)
+        for name, fn in sides.items():  # one untimed step each (allocator, lazy init); a compiled side compiles
+            if "compiled" in name:
+                compile_s["DPO"] = compile_warmup(fn, order)
+            else:
+                fn(order[0])
         load = wait_for_idle(opts["wait"])
         print(load, flush=True)
-        times, counts = {"ours": [], "trl": []}, {}
-        for r in range(repeats):
-            chunk = order[1 + r * steps: 1 + (r + 1) * steps]
-            sides = [("ours", lambda b, lr_=learner: our_step_any(lr_, [examples[i] for i in b])),
-                     ("trl", lambda b, tr=trainer: trl_step(tr, [dataset[i] for i in b]))]
-            for name, fn in (sides if r % 2 == 0 else sides[::-1]):
-                t, c = time_steps(fn, chunk)
-                times[name].append(t / len(chunk))
-                counts[name] = {k: v / len(chunk) for k, v in c.items()}
+        times, counts = alternate(sides, order, steps, repeats)
     mean_len = sum(len(ex[s]["prompt_ids"]) + len(ex[s]["completion_ids"]) for ex in examples
                    for s in ("chosen", "rejected")) / (2 * n)
     ours = row("DPO, ours", times["ours"], counts["ours"], bsz, mean_len)
     theirs = row("DPO, TRL 1.16 DPOTrainer", times["trl"], counts["trl"], bsz, mean_len)
+    fastest = ours
+    if compiled:
+        fastest = min(ours, row("DPO, ours, train.compile=true", times["ours, compiled"], counts["ours, compiled"],
+                                bsz, mean_len))
 
     # DQO on the bank (separate value model) and GRPO on live groups: ours alone, examples = sequences
     bank = bank_from_rows(tok, model, rows[: max(bsz, opts["pairs"] // 4)], 8)
+    speedups = []
     for name in ("dqo", "grpo"):
         learner, exs = algo_learner(name, copy.deepcopy(model), tok, bank, bsz)
         order = [[(k * bsz + i) % len(exs) for i in range(bsz)] for k in range(1 + steps * repeats)]
-        our_step_any(learner, [exs[i] for i in order[0]])
-        ts, c = [], {}
-        for r in range(repeats):
-            chunk = order[1 + r * steps: 1 + (r + 1) * steps]
-            t, c = time_steps(lambda b, lr_=learner, xs=exs: our_step_any(lr_, [xs[i] for i in b]), chunk)
-            ts.append(t / len(chunk))
-            c = {k: v / len(chunk) for k, v in c.items()}
+        sides = {"eager": step_fn(learner, exs)}
+        sides["eager"](order[0])
+        if compiled:
+            sides["compiled"] = step_fn(algo_learner(name, copy.deepcopy(model), tok, bank, bsz, True)[0], exs)
+            compile_s[name.upper()] = compile_warmup(sides["compiled"], order)
+        times, counts = alternate(sides, order, steps, repeats)
         slots = learner.algo.slots
         mlen = sum(len(ex[s]["prompt_ids"]) + len(ex[s]["completion_ids"]) for ex in exs for s in slots) \
             / (len(exs) * len(slots))
-        row(f"{name.upper()}, ours", ts, c, bsz, mlen, separate_value=learner.value_model is not None
-            and not learner.shared_trunk)
+        separate = learner.value_model is not None and not learner.shared_trunk
+        eager = row(f"{name.upper()}, ours", times["eager"], counts["eager"], bsz, mlen, separate_value=separate)
+        if compiled:
+            fast = row(f"{name.upper()}, ours, train.compile=true", times["compiled"], counts["compiled"], bsz, mlen,
+                       separate_value=separate)
+            speedups.append(f"{name.upper()} {eager / fast:.2f}x")
 
     header = ["| step | s/step min | s/step median | examples/s | real tokens/s | computed positions/step | "
               "real tokens/step | MFU |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(header + table))
     print(f"\nDPO step, ours / TRL (pairs per second, medians of {repeats} timings of {steps} steps): "
-          f"{theirs / ours:.2f}x")
+          f"{theirs / ours:.2f}x" + (f"; with train.compile=true {theirs / fastest:.2f}x" if compiled else ""))
+    if compiled:
+        print(f"train.compile=true against eager, examples per second: DPO {ours / fastest:.2f}x, "
+              + ", ".join(speedups) + "; the untimed first steps that compiled: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in compile_s.items()) + f" ({steps * repeats} steps each)")
     print(f"fair: the same {n} pairs in the same batches of {bsz} pairs, fp32, {threads} threads, clipping 1.0, "
           f"constant-rate AdamW; token ids identical on both sides: {same}; {load}")
     print(f"MFU against {peak / 1e9:.1f} GFLOP/s ({source})")

@@ -22,7 +22,7 @@ _RANGES = [
 
 
 #: shared switches that must be true or false (a typo like `maybe` would otherwise read as true)
-_SWITCHES = ["train.group_by_prompt", "include_reference", "isolate_jobs"]
+_SWITCHES = ["train.group_by_prompt", "train.compile", "include_reference", "isolate_jobs"]
 
 
 def check_config(cfg) -> None:
@@ -31,6 +31,9 @@ def check_config(cfg) -> None:
         value = (cfg.get(node, {}) if node else cfg).get(leaf)
         if value is not None and not isinstance(value, bool):
             raise UserError(f"{key}={value!r}: give true or false")
+    if cfg.get("train", {}).get("compile") and cfg.get("dist", {}).get("name") in ("zero3", "fsdp"):
+        raise UserError(f"train.compile=true does not run with sharded weights (dist={cfg.dist.name}): "
+                        "use dist=ddp or dist=zero2, or drop train.compile")
     if "seed" in cfg and (isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int)):
         raise UserError(f"seed={cfg.get('seed')!r} is not an integer (seed=0, or a sweep: seed=0,1,2)")
     for key, lo, hi, inclusive in _RANGES:

@@ -135,7 +135,7 @@ class Learner:
         sharded = accelerator.distributed_type == DistributedType.FSDP or (
             self.deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(
-            Agent(model, value_model, sharded=sharded), optimizer, scheduler)
+            Agent(model, value_model, sharded=sharded, compile=bool(cfg.get("compile"))), optimizer, scheduler)
         if self.deepspeed:  # accelerate's backward drives the first engine it prepared; this Learner's is its own
             from accelerate.utils.deepspeed import DeepSpeedEngineWrapper
 

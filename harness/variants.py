@@ -52,8 +52,10 @@ def variant_id(spec: dict) -> str:
 
 #: options that change how a job runs, not what it computes: no part of any run or artifact key (nor label).
 #: micro_batch_size: the backbone reduces over the whole batch, so the update is the same up to the order of
-#: float sums (tests/test_accumulation.py); gradient_checkpointing recomputes the same activations.
-OPERATIONAL = {"train": ("checkpoint_every", "checkpoint_minutes", "log_every", "micro_batch_size"), "model": ("gradient_checkpointing",)}
+#: float sums (tests/test_accumulation.py); gradient_checkpointing recomputes the same activations; compile runs the
+#: same maths through fused kernels (tests/test_compile.py).
+OPERATIONAL = {"train": ("checkpoint_every", "checkpoint_minutes", "log_every", "micro_batch_size", "compile"),
+               "model": ("gradient_checkpointing",)}
 
 
 def drop_operational(section: str, values: dict) -> dict:

@@ -15,7 +15,8 @@ def test_the_bench_runs_and_compares_the_same_tokens():
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
     assert "token ids identical on both sides: True" in out
-    for row in ("| DPO, ours |", "| DPO, TRL 1.16 DPOTrainer |", "| DQO, ours |", "| GRPO, ours |", "| hf ("):
+    for row in ("| DPO, ours |", "| DPO, TRL 1.16 DPOTrainer |", "| DQO, ours |", "| GRPO, ours |", "| hf (",
+                "| DQO, ours, train.compile=true |", "train.compile=true against eager"):
         assert row in out, out
 
 
