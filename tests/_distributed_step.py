@@ -2,8 +2,11 @@
 ``torchrun --nproc_per_node N``; rank 0 saves the updates (``tests/test_distributed.py`` compares them).
 
     python tests/_distributed_step.py OUT.pt ALGO[:option=value] ...
+
+``STEP_COMPILE=1`` in the environment: the Learner with ``train.compile``.
 """
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +40,7 @@ def update(spec: str, accelerator) -> dict:
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"warmup_ratio": 0.0, "lr_schedule": "constant", "max_grad_norm": 0.0, "weight_decay": 0.0,
-                            "micro_batch_size": 2})
+                            "micro_batch_size": 2, "compile": os.environ.get("STEP_COMPILE") == "1"})
     learner = Learner(model, algo, cfg, steps=1, seed=0, pad_id=tok.pad_token_id, accelerator=accelerator,
                       value_model=value_model)
     rec = learner.step(batch, 1)

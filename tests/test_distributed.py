@@ -17,16 +17,16 @@ from tests.conftest import ROOT
 SPECS = ["dqo", "dqo:is_self_normalize=true", "kto", "ppo", "grpo", "sft"]
 
 
-def run(out, nproc, strategy=None):
+def run(out, nproc, strategy=None, specs=SPECS, **env_vars):
     """The step script on ``nproc`` processes: torchrun, or ``accelerate launch`` with a shipped config."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", **env_vars}
     script = str(ROOT / "tests" / "_distributed_step.py")
     cmd = [sys.executable, script] if nproc == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
     if strategy:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(ROOT / "accelerate_configs" / f"{strategy}.yaml"), "--num_processes", str(nproc), script]
-    res = subprocess.run([*cmd, str(out), *SPECS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([*cmd, str(out), *specs], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return torch.load(out)
 
@@ -49,6 +49,18 @@ def test_two_processes_give_the_update_of_one(tmp_path, strategy):
             torch.testing.assert_close(b["value"], a["value"], rtol=1e-5, atol=1e-6 * max(1.0, a["value"].abs().max().item()),
                                        msg=spec)
         assert abs(a["loss"] - b["loss"]) <= 1e-5 * max(1.0, abs(a["loss"])), spec
+
+
+@pytest.mark.slow  # each process compiles: ~2 minutes
+def test_compiled_under_ddp_gives_the_update_of_one_eager_process(tmp_path):
+    """``train.compile`` inside the DDP-wrapped Agent (torchrun, gloo): DQO's policy and separate value trunk, both
+    compiled, give the update one eager process gives (float order aside)."""
+    one = run(tmp_path / "one.pt", 1, specs=["dqo"])
+    two = run(tmp_path / "two.pt", 2, specs=["dqo"], STEP_COMPILE="1")
+    assert two["world"] == 2
+    for part in ("policy", "value"):
+        a, b = one["dqo"][part], two["dqo"][part]
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * max(1.0, a.abs().max().item()), msg=part)
 
 
 # Where a gradient is float noise, AdamW normalises it into lr-sized updates that depend on the order of
