@@ -127,7 +127,7 @@ def trl_step(trainer, batch_rows) -> dict:
     return {"real": int(inputs["attention_mask"].sum()), "computed": int(inputs["input_ids"].numel())}
 
 
-def our_side(model, tok, dataset, lr: float, beta: float, batch: int, compiled: bool = False):
+def our_side(model, tok, dataset, lr: float, beta: float, batch: int):
     """Our Learner with the DPO plug-in, on the token ids TRL made (π_ref's per-token log-probs filled by us)."""
     from harness.registry import get_algorithm
     from harness.sequences import fill_ref_logps
@@ -137,7 +137,7 @@ def our_side(model, tok, dataset, lr: float, beta: float, batch: int, compiled: 
         examples.append({s: {"prompt_ids": list(r["prompt_ids"]), "completion_ids": list(r[f"{s}_ids"]),
                              "ref_logps": None} for s in ("chosen", "rejected")})
     fill_ref_logps(model, examples, ("chosen", "rejected"), tok.pad_token_id)
-    return learner_for(get_algorithm("dpo")(lr=lr, beta=beta), model, tok, batch, compiled=compiled), examples
+    return learner_for(get_algorithm("dpo")(lr=lr, beta=beta), model, tok, batch), examples
 
 
 def learner_for(algo, model, tok, batch: int, value_model=None, compiled: bool = False):
@@ -311,9 +311,9 @@ def main(argv: list[str]) -> int:
                    and list(dataset[i]["prompt_ids"]) == examples[i]["chosen"]["prompt_ids"] for i in range(n))
         sides = {"ours": step_fn(learner, examples),
                  "trl": lambda b, tr=trainer: trl_step(tr, [dataset[i] for i in b])}
-        if compiled:
-            sides["ours, compiled"] = step_fn(our_side(copy.deepcopy(model), tok, dataset, lr, beta, bsz, True)[0],
-                                              examples)
+        if compiled:  # the same examples (their π_ref log-probs already filled), a second Learner that compiles
+            twin = learner_for(learner.algo, copy.deepcopy(model), tok, bsz, compiled=True)
+            sides["ours, compiled"] = step_fn(twin, examples)
         for name, fn in sides.items():  # one untimed step each (allocator, lazy init); a compiled side compiles
             if "compiled" in name:
                 compile_s["DPO"] = compile_warmup(fn, order)
