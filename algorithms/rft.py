@@ -16,6 +16,7 @@ class RFTOptions(TrainedOptions):
 class RFT(Algorithm):
     Options = RFTOptions
     needs_bank = True
+    needs_ref = False  # the NLL reads no log π_ref
 
     def build_examples(self, data, rng):
         out = []

@@ -17,6 +17,7 @@ class SFTOptions(TrainedOptions):
 @register_algorithm("sft")
 class SFT(Algorithm):
     Options = SFTOptions
+    needs_ref = False  # the NLL reads no log π_ref
 
     def build_examples(self, data, rng):
         return [{"seq": s} for s in data.demo]

@@ -22,12 +22,13 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from harness import checkpoints, compute
+from harness import checkpoints, compute, logprob_gap
+from harness.agent import Agent
 from harness.compute import mean_length, train_stage_flops
 from harness.errors import UserError
 from harness.grade_parallel import grade_many
 from harness.memory import adapters_off
-from harness.sequences import collate, completion_logps
+from harness.sequences import collate
 from harness.training import Learner, check_batch_sizes, log_step, prompt_groups, shuffled
 
 log = logging.getLogger("dqo_bench")
@@ -158,6 +159,7 @@ def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_
     flops = compute.sampling_flops(learner.policy.config, gen, prompt_tok, len(seqs))
     # Scoring passes: π_old when the sampler's numerics are not the trainer's, the critic, π_ref.
     need_policy, need_values = not engine.exact_logprobs, learner.value_model is not None
+    sampled = [s["old_logps"] for s in seqs]
     for i in range(0, len(seqs), 64):
         chunk = seqs[i:i + 64]
         t = collate(chunk, pad_id, device)
@@ -173,16 +175,19 @@ def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_
         int(need_values and not learner.shared_trunk) + int(algo.needs_ref)
     flops += passes * compute.generate_flops(learner.policy.config, gen + prompt_tok, (gen + prompt_tok) / len(seqs))
     per_prompt = [rewards[i:i + g] for i in range(0, len(rewards), g)]
-    return seqs, {"gen_tokens": gen, "prompt_tokens": prompt_tok, "n_samples": len(seqs), "flops": flops,
+    gap = logprob_gap.gap(sampled, [s["old_logps"] for s in seqs]) if need_policy else {}
+    return seqs, {**gap, "gen_tokens": gen, "prompt_tokens": prompt_tok, "n_samples": len(seqs), "flops": flops,
                   "reward_mean": sum(rewards) / len(rewards),
                   "frac_prompts_mixed": sum(0 < sum(p) < len(p) for p in per_prompt) / len(per_prompt),
                   "mean_len": gen / len(seqs)}
 
 
 def _ref_logps(ref_model, learner, t):
-    """log π_ref of a rollout batch: the frozen copy, or (LoRA) the policy with its adapters off."""
+    """log π_ref of a rollout batch: the frozen copy, or (LoRA) the policy with its adapters off, through the
+    trainer's own forward path (``harness/agent.py``) and precision, as the policy's log-probs it is compared with."""
+    sharded = learner.accelerator.unwrap_model(learner.model).sharded
     with learner.accelerator.autocast():
         if ref_model is not None:
-            return completion_logps(ref_model, t)[0]
+            return Agent(ref_model, sharded=sharded)(t)[0]
         with learner.evaluating(), adapters_off(learner.policy):
-            return completion_logps(learner.policy, t)[0]
+            return Agent(learner.policy, sharded=sharded)(t)[0]

@@ -141,8 +141,9 @@ class Learner:
 
             self.engine = DeepSpeedEngineWrapper(self.model)
         self.model.train()
-        self.tokens = 0  # tokens through forward + backward so far
-        self.forward_tokens = 0  # tokens through a forward pass alone (batch statistics of a split batch)
+        self.tokens = 0  # tokens through forward + backward so far, as the forward computed them (all processes)
+        self.forward_tokens = 0  # tokens through a forward pass alone (log π_ref; batch statistics of a split batch)
+        self.computed = 0  # tokens every forward of this process computed (``Agent.last_tokens``)
 
     @property
     def policy(self):
@@ -153,10 +154,50 @@ class Learner:
         return self.accelerator.unwrap_model(self.model).value
 
     def forward(self, t: dict[str, torch.Tensor], policy: bool = True, values: bool = True):
-        """``(logps, values, outputs)`` of a collated batch (``Agent.forward``), under the job's autocast."""
+        """``(logps, values, outputs)`` of a collated batch (``Agent.forward``), under the job's autocast; the tokens
+        it computed (a prompt shared by rows once per call that shares it) add to ``computed``."""
         with self.accelerator.autocast():
-            return self.model(t, self.algo.outputs if policy else (), policy=policy,
-                              values=values and self.value_model is not None)
+            out = self.model(t, self.algo.outputs if policy else (), policy=policy,
+                             values=values and self.value_model is not None)
+        self.computed += self.accelerator.unwrap_model(self.model).last_tokens
+        return out
+
+    def micro_batches(self, batch: list) -> list[list]:
+        """This process's share of an optimiser batch (every W-th example), in micro-batches."""
+        local = batch[self.accelerator.process_index::self.accelerator.num_processes]
+        mbsz = self.micro_batch_size or len(local)
+        return [local[i:i + mbsz] for i in range(0, len(local), mbsz)]
+
+    @torch.no_grad()
+    def fill_reference(self, examples: list[dict], batches) -> None:
+        """log π_ref for every sequence of ``examples`` that has none (docs/design.md §3), before any update, by the
+        training forward itself: the same path, precision and micro-batches as the step that first trains on it,
+        so the log-ratios of the first step are exactly zero, whatever the engine that sampled. ``batches``: the
+        steps' example indices (``step_batches``); their forward tokens are metered."""
+        slots = self.algo.slots
+        missing = {i for i, ex in enumerate(examples) if any(ex[s].get("ref_logps") is None for s in slots)}
+        before = self.computed
+        with self.evaluating():
+            for batch in batches:
+                if not missing:
+                    break
+                for m in self.micro_batches(batch):
+                    if not missing.intersection(m):
+                        continue
+                    parts = self.slot_tensors([examples[i] for i in m], grad=False)
+                    for row, i in enumerate(m):
+                        for s in slots:
+                            seq = examples[i][s]
+                            if seq.get("ref_logps") is None:
+                                seq["ref_logps"] = parts[s]["logps"][row, :len(seq["completion_ids"])].tolist()
+                    missing.difference_update(m)
+        self.forward_tokens += self._summed(self.computed - before)
+
+    def _summed(self, tokens: int) -> int:
+        """Tokens computed by this process, summed over the processes."""
+        if self.accelerator.num_processes > 1:
+            return int(self.accelerator.reduce(torch.tensor(tokens, device=self.accelerator.device), "sum").item())
+        return tokens
 
     @contextlib.contextmanager
     def evaluating(self):
@@ -217,19 +258,15 @@ class Learner:
         are multiplied by W because DDP averages the processes' gradients, and gradients are synchronised
         once, on the last micro-batch."""
         algo, acc = self.algo, self.accelerator
-        world, rank = acc.num_processes, acc.process_index
+        world = acc.num_processes
         if len(batch) < world:
             raise UserError(f"train.batch_size={len(batch)} is smaller than the {world} processes; raise it")
         counts = batch_counts(batch, algo.slots)  # the whole batch's: every process knows it
-        # charged as the batch's work with each distinct prompt once, however processes and micro-batches split it
-        self.tokens += counts["run_tokens"]
-        local = batch[rank::world]
-        mbsz = self.micro_batch_size or len(local)
-        micro = [local[i:i + mbsz] for i in range(0, len(local), mbsz)]
+        micro = self.micro_batches(batch)
         one_pass = len(micro) == 1 and world == 1  # then the statistics come from the training pass itself
+        start = self.computed
         stats = self.statistics(micro, len(batch)) if algo.statistics and not one_pass else {}
-        if stats:
-            self.forward_tokens += counts["run_tokens"]
+        stats_tokens = self.computed - start
         totals, metrics = {}, {}
         if self.deepspeed:
             acc.deepspeed_engine_wrapped = self.engine
@@ -252,6 +289,10 @@ class Learner:
                 acc.backward(loss * world)
             for key, v in mets.items():  # metrics: means over the batch's micro-batches, weighted by their examples
                 metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(batch)
+        # charged as what the forward computed: a prompt once per call that shares it (harness/prefix.py), so prompts
+        # split over length buckets, micro-batches or processes are charged as often as they ran
+        self.forward_tokens += self._summed(stats_tokens)
+        self.tokens += self._summed(self.computed - start - stats_tokens)
         if world > 1:  # the record is the whole batch's: summed over processes
             totals = {k: acc.reduce(torch.tensor(v), "sum").item() for k, v in totals.items()}
             metrics = {k: acc.reduce(torch.tensor(v), "sum").item() for k, v in metrics.items()}
@@ -297,13 +338,8 @@ class Learner:
 
 
 def batch_counts(batch: list[dict], slots) -> dict:
-    """What the plug-in's terms are averaged over: the batch's examples, and its real completion tokens per slot;
-    and ``run_tokens``, the tokens a step runs through the model with each distinct prompt once
-    (``harness/prefix.py``), what its FLOPs are charged for."""
-    seqs = [ex[s] for s in slots for ex in batch]
-    prompts = {tuple(x["prompt_ids"]) for x in seqs}
-    return {"examples": len(batch), "tokens": {s: sum(len(ex[s]["completion_ids"]) for ex in batch) for s in slots},
-            "run_tokens": sum(map(len, prompts)) + sum(len(x["completion_ids"]) for x in seqs)}
+    """What the plug-in's terms are averaged over: the batch's examples, and its real completion tokens per slot."""
+    return {"examples": len(batch), "tokens": {s: sum(len(ex[s]["completion_ids"]) for ex in batch) for s in slots}}
 
 
 def reduce_terms(terms: dict, parts: dict, counts: dict) -> dict[str, torch.Tensor]:
@@ -338,12 +374,14 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
     check_batch_sizes(steps, bsz, int(cfg.micro_batch_size or bsz))
     learner = Learner(model, algo, cfg, steps=steps, seed=seed, pad_id=pad_id, accelerator=accelerator,
                       value_model=value_model)
+    groups = prompt_groups(examples, algo.slots) if cfg.get("group_by_prompt") else None
+    if algo.needs_ref and not algo.online:  # before a checkpoint's weights are loaded: the policy is still π_ref
+        learner.fill_reference(examples, step_batches(len(examples), bsz, steps, seed, groups))
     start = learner.resume(ckpt_dir)
     history = json.loads((ckpt_dir / HISTORY).read_text()) if start and (ckpt_dir / HISTORY).exists() else []
     schedule = checkpoints.Schedule(cfg.checkpoint_every, cfg.get("checkpoint_minutes"))
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
     t0 = time.perf_counter()
-    groups = prompt_groups(examples, algo.slots) if cfg.get("group_by_prompt") else None
     for step, idx in enumerate(step_batches(len(examples), bsz, steps, seed, groups), start=1):
         if step <= start:
             continue
