@@ -111,8 +111,15 @@ def utilisation(flops: float, wall_s: float) -> dict:
             "mfu": achieved / peak if achieved and peak else None, "peak_flops": peak, "peak_source": source}
 
 
+def reset_peak_memory() -> None:
+    """Start a stage's peak from what is allocated now (CUDA; the CPU's peak resident set cannot be reset)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_memory_mb() -> float:
-    """Peak CUDA memory allocated, or the process's peak resident set on the CPU."""
+    """Peak CUDA memory allocated since the last ``reset_peak_memory``, or the process's peak resident set on the
+    CPU."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -127,12 +134,13 @@ class Meter:
     @contextlib.contextmanager
     def stage(self, name: str):
         rec = self.stages.setdefault(name, {"wall_s": 0.0, "gen_tokens": 0, "train_tokens": 0, "flops": 0.0})
+        reset_peak_memory()
         t0 = time.perf_counter()
         try:
             yield rec
         finally:
             rec["wall_s"] += time.perf_counter() - t0
-            rec["peak_mem_mb"] = peak_memory_mb()
+            rec["peak_mem_mb"] = max(rec.get("peak_mem_mb", 0.0), peak_memory_mb())
 
 
 def mean_length(examples: list[dict], slots) -> float:
