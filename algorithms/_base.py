@@ -31,6 +31,7 @@ whole optimiser batch (a no-grad pass first when the batch is split) and passes 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,14 +40,27 @@ import torch
 from harness.options import option, parse_options
 
 
-@dataclass
 class TrainData:
-    """What offline algorithms may train on; every algorithm of a sweep sees the same objects."""
+    """What offline algorithms may train on; every algorithm of a sweep sees the same objects.
 
-    #: gold demonstrations (the warm start's SFT data): sequences with reward 1
-    demo: list[dict] = field(default_factory=list)
-    #: rollout bank grouped by prompt: ``{"prompt_id", "prompt_ids", "samples": [sequence, ...]}``
-    bank: list[dict] = field(default_factory=list)
+    ``demo``: gold demonstrations (the warm start's SFT data), sequences with reward 1; given as a list, or as a
+    function that makes it on first use (tens of thousands of demonstrations take seconds to tokenise, and most
+    algorithms never read them). ``bank``: the rollout bank grouped by prompt,
+    ``{"prompt_id", "prompt_ids", "samples": [sequence, ...]}``."""
+
+    def __init__(self, demo: list[dict] | Callable[[], list[dict]] | None = None, bank: list[dict] | None = None):
+        self._demo = demo if demo is not None else []
+        self.bank = bank if bank is not None else []
+
+    @property
+    def demo(self) -> list[dict]:
+        if callable(self._demo):
+            self._demo = self._demo()
+        return self._demo
+
+    @demo.setter
+    def demo(self, value: list[dict]) -> None:
+        self._demo = value
 
 
 # -- options every family shares -------------------------------------------------------------------
@@ -142,6 +156,12 @@ class Algorithm:
         return self.opts.lr
 
     @property
+    def needs_ref(self) -> bool:
+        """Whether its loss reads log π_ref (``ref_logps``): the backbone then fills what the data lacks, by the
+        training forward before the first update (``Learner.fill_reference``); online, it keeps a frozen π_ref."""
+        return True
+
+    @property
     def process_alpha(self) -> float | None:
         """α of Monte-Carlo process-value shaping (``harness/process_values.py``), or None: not used."""
         return None
@@ -174,11 +194,6 @@ class OnlineAlgorithm(Algorithm):
 
     Options = OnlineOptions
     online = True
-
-    @property
-    def needs_ref(self) -> bool:
-        """Whether the rollouts need log π_ref (a frozen copy of π_ref is kept only then)."""
-        return True
 
     def keep_prompt(self, prompt_id: str) -> bool:
         """Whether a prompt of the pool is sampled at all (after ``prepare``)."""

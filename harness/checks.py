@@ -9,12 +9,15 @@ _RANGES = [
     ("bank.n_prompts", 1, None, True), ("bank.k", 1, None, True), ("bank.temperature", 0, None, False),
     ("bank.top_p", 0, 1, False), ("bank.max_new_tokens", 1, None, True),
     ("eval.k", 0, None, True), ("eval.temperature", 0, None, False), ("eval.top_p", 0, 1, False),
-    ("eval.max_new_tokens", 1, None, True), ("eval.n_test", 1, None, True), ("eval.every", 0, None, True),
+    ("eval.max_new_tokens", 1, None, True), ("eval.n_test", 1, None, True), ("eval.n_sampled", 0, None, True),
+    ("eval.every", 0, None, True),
     ("eval.curve_items", 1, None, True),
     ("train.steps", 1, None, True), ("train.batch_size", 1, None, True), ("train.micro_batch_size", 1, None, True),
     ("train.checkpoint_every", 0, None, True), ("train.checkpoint_minutes", 0, None, True),
     ("train.log_every", 0, None, True), ("train.warmup_ratio", 0, 1, True), ("train.max_grad_norm", 0, None, True), ("train.weight_decay", 0, None, True),
     ("warm_start.steps", 0, None, True), ("warm_start.batch_size", 1, None, True), ("warm_start.lr", 0, None, False),
+    ("warm_start.draw", 0, None, True), ("warm_start.warmup_ratio", 0, 1, True), ("warm_start.max_grad_norm", 0, None, True),
+    ("warm_start.weight_decay", 0, None, True),
     ("generation.batch_size", 1, None, True), ("vllm.gpu_memory_utilization", 0, 1, False),
     ("process.n_prompts", 1, None, True), ("process.k", 1, None, True),
     ("value_check.n_prompts", 0, None, True), ("value_check.k", 1, None, True),
@@ -22,7 +25,7 @@ _RANGES = [
 
 
 #: shared switches that must be true or false (a typo like `maybe` would otherwise read as true)
-_SWITCHES = ["train.group_by_prompt", "train.compile", "include_reference", "isolate_jobs"]
+_SWITCHES = ["train.group_by_prompt", "train.compile", "warm_start.rebuild", "include_reference", "isolate_jobs"]
 
 
 def check_config(cfg) -> None:

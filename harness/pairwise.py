@@ -4,8 +4,10 @@ comparison between two rows, and asking it of every pair is many comparisons at 
 
 Per (task, model) table, each algorithm is represented by one row: the one ``harness.tune`` selected, else its
 defaults (rows set by hand are left out). Every pair is compared on the test items both were graded on (the
-paired bootstrap over seeds and items of ``harness/stats.py``), and the p-values are Holm-adjusted over all the
-table's pairs (Holm 1979), with enough bootstrap replicates that the adjustment can still reach 5%.
+hierarchical bootstrap over π_ref draws, seeds and items of ``harness/stats.py``, each run read against the other
+side's runs of the same draw), the p-values are Holm-adjusted over all the table's pairs (Holm 1979), with enough
+bootstrap replicates that the adjustment can still reach 5%, and each pair carries its minimum detectable effect,
+so that "no difference" reads as "none as large as X points" or as "underpowered".
 """
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ from itertools import combinations
 
 import pandas as pd
 
-from harness.stats import n_boot_for, paired_bootstrap
+from harness.report_views import POWERED_AT, reading
 
-COLUMNS = ["task", "model", "better", "better_variant", "worse", "worse_variant", "delta", "delta_ci_lo",
-           "delta_ci_hi", "p_value", "p_holm"]
+from harness.scores import aligned, row_matrices, row_runs
+from harness.stats import mde, n_boot_for, paired_bootstrap
+
+COLUMNS = ["task", "model", "better", "better_variant", "worse", "worse_variant", "n_draws", "delta", "delta_ci_lo",
+           "delta_ci_hi", "p_value", "p_holm", "mde", "mde_holm", "reading"]
 
 
 def representatives(block: pd.DataFrame) -> pd.DataFrame:
@@ -27,17 +32,6 @@ def representatives(block: pd.DataFrame) -> pd.DataFrame:
     return ok.groupby("algo", sort=True).head(1).drop(columns="_kind")
 
 
-def _matrix(runs: pd.DataFrame, scores: dict, row) -> pd.DataFrame:
-    """[seeds, items] greedy correctness of the row's finished test runs."""
-    from harness.report import score_matrix
-
-    mine = runs[(runs.task == row.task) & (runs.model == row.model) & (runs.algo == row.algo)
-                & (runs.variant_id.fillna("") == row.variant_id) & (runs.status == "ok")]
-    if "eval_split" in mine:
-        mine = mine[mine.eval_split.fillna("test") != "val"]
-    return score_matrix(mine.run_id, scores)
-
-
 def pairwise(board: pd.DataFrame, runs: pd.DataFrame, scores: dict) -> pd.DataFrame:
     """Every pair of representative rows per (task, model), the better first, with Holm-adjusted p-values."""
     from statsmodels.stats.multitest import multipletests
@@ -45,26 +39,26 @@ def pairwise(board: pd.DataFrame, runs: pd.DataFrame, scores: dict) -> pd.DataFr
     out = []
     for (task, model), block in board.groupby(["task", "model"], sort=True):
         reps = representatives(block)
-        mats = {r.algo: _matrix(runs, scores, r) for r in reps.itertuples()}
-        pairs = [(a, b) for a, b in combinations(reps.itertuples(), 2)
-                 if not mats[a.algo].empty and not mats[b.algo].empty]
+        mats = {r.algo: row_matrices(row_runs(runs, r), scores) for r in reps.itertuples()}
+        pairs = [(a, b) for a, b in combinations(reps.itertuples(), 2) if mats[a.algo] and mats[b.algo]]
         rows = []
         for a, b in pairs:
-            ma, mb = mats[a.algo].align(mats[b.algo], join="inner", axis=1)
-            if ma.shape[1] == 0:
+            ga, gb = aligned(mats[a.algo], mats[b.algo])
+            if not ga:
                 continue
-            res = paired_bootstrap(ma.to_numpy(), mb.to_numpy(), n_boot=n_boot_for(len(pairs)))
+            res = paired_bootstrap(ga, gb, n_boot=n_boot_for(len(pairs)))
             if res["delta"] < 0:  # the better one first
                 a, b = b, a
-                res = {"delta": -res["delta"], "delta_lo": -res["delta_hi"], "delta_hi": -res["delta_lo"],
-                       "p": res["p"]}
+                res = {**res, "delta": -res["delta"], "delta_lo": -res["delta_hi"], "delta_hi": -res["delta_lo"]}
             rows.append({"task": task, "model": model, "better": a.algo, "better_variant": a.variant,
-                         "worse": b.algo, "worse_variant": b.variant, "delta": res["delta"],
-                         "delta_ci_lo": res["delta_lo"], "delta_ci_hi": res["delta_hi"], "p_value": res["p"]})
+                         "worse": b.algo, "worse_variant": b.variant, "n_draws": len(ga), "delta": res["delta"],
+                         "delta_ci_lo": res["delta_lo"], "delta_ci_hi": res["delta_hi"], "p_value": res["p"],
+                         "mde": mde(res["se"]), "mde_holm": mde(res["se"], len(pairs))})
         if rows:
             p = [r["p_value"] for r in rows]
             for r, adj in zip(rows, multipletests(p, method="holm")[1]):
                 r["p_holm"] = float(adj)
+                r["reading"] = reading(r["delta"], r["p_holm"], r["mde_holm"])
         out.extend(rows)
     return pd.DataFrame(out, columns=COLUMNS).sort_values(["task", "model", "p_holm", "delta"],
                                                           ascending=[True, True, True, False], ignore_index=True)
@@ -77,10 +71,15 @@ def markdown(pairs: pd.DataFrame) -> str:
         sig = b[b.p_holm < 0.05]
         head = (f"### {task} · {model}: every pair\n\nAfter Holm's correction over the {len(b)} pairs of algorithms "
                 "(each algorithm's tuned row, else its defaults; `pairwise.csv`), ")
+        rest = b[b.p_holm >= 0.05]
+        powered = int((rest.mde_holm <= POWERED_AT).sum())
+        power = (f" Of the {len(rest)} pairs without a difference, {powered} could have seen one of "
+                 f"{100 * POWERED_AT:.0f} points (80% power after Holm's correction); the median minimum detectable "
+                 f"effect is {100 * rest.mde_holm.median():.1f} points.\n") if len(rest) else "\n"
         if sig.empty:
-            parts.append(head + "no algorithm differs from another at the 5% level.\n")
+            parts.append(head + "no algorithm differs from another at the 5% level." + power)
             continue
         each = ", ".join(f"`{r.better}` beats `{r.worse}` ({100 * r.delta:+.1f} points, p {r.p_holm:.3f})"
                          for r in sig.itertuples())
-        parts.append(head + f"{each}; no other pair differs at the 5% level.\n")
+        parts.append(head + f"{each}; no other pair differs at the 5% level." + power)
     return "\n".join(parts)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
 from algorithms._base import TrainData
-from harness import compute, ranks
+from harness import compute, family, ranks
 from harness.artifacts import ArtifactStore, config_hash
 from harness.bank import build_bank, load_bank
 from harness.checks import check_config
@@ -50,7 +50,7 @@ from harness.training import make_accelerator, mixed_precision, train
 from harness.value_check import build_value_states, value_correlation
 from harness.value_model import ValueHead, ValueModel
 from harness.variants import drop_operational, interpolated_keys, variant_id, variant_label
-from harness.warm_start import build_warm_start, encode_demo, warm_start_spec
+from harness.warm_start import build_warm_start, encode_demo, recipe, warm_start_spec
 from tasks import get_task
 
 log = logging.getLogger("dqo_bench")
@@ -69,6 +69,16 @@ def load_task(cfg):
     spec = OmegaConf.to_container(cfg.task, resolve=True)
     task = get_task(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
     return task, spec, task.opts.n_demo
+
+
+def task_splits(task, splits: dict, n_demo: int, n_val: int = 0):
+    """``(demonstrations, RL prompts, validation)``; the demonstrations as a function that returns them, since most
+    jobs never read them (a shipped π_ref, an algorithm that does not train on them). They are the task's own
+    (``load_demos``: a procedural task's stream of fresh problems) or cut from train (``split_train``)."""
+    if task.demo_split:
+        return (lambda: task.load_demos()[:n_demo]), *split_train(splits["train"], 0, n_val)[1:]
+    demo, rl, val = split_train(splits["train"], n_demo, n_val)
+    return (lambda: demo), rl, val
 
 
 def split_train(train: list[dict], n_demo: int, n_val: int = 0) -> tuple[list[dict], list[dict], list[dict]]:
@@ -97,6 +107,18 @@ def generation_key(cfg) -> dict:
     return {"engine": str(cfg.generation.engine), "sampler": SAMPLER}
 
 
+def family_root(cfg) -> Path:
+    return Path(cfg.warm_start.family_dir) if cfg.warm_start.get("family_dir") else family.ROOT
+
+
+def shipped_ref(cfg, task=None) -> family.Draw | None:
+    """The shipped π_ref this config loads (``harness/family.py``), or None: a model used as it is, a rebuild, or no
+    shipped family with this config's warm-start recipe."""
+    if (cfg.model.name_or_path and int(cfg.warm_start.steps) == 0) or cfg.warm_start.rebuild:
+        return None
+    return family.find(recipe(cfg, task or load_task(cfg)[0]), int(cfg.warm_start.draw), family_root(cfg))
+
+
 def run_spec(cfg, algo) -> dict:
     """Exactly the config sections this run's result depends on: its key."""
     sections = list(_BASE_SECTIONS) + (["train"] if algo.trains else []) + (["bank"] if algo.needs_bank else [])
@@ -111,6 +133,8 @@ def run_spec(cfg, algo) -> dict:
     if algo.online:
         del spec["train"]["steps"]  # an online run's steps follow from algo.budget
     spec["generation"] = generation_key(cfg)
+    shipped = shipped_ref(cfg)
+    spec["ref"] = shipped.sha256 if shipped is not None else None  # new shipped weights make new runs
     return spec
 
 
@@ -123,7 +147,8 @@ def reference_config(cfg) -> DictConfig:
 def check_job(cfg: DictConfig):
     """Everything that can be checked before any work (one line each); returns the plug-in."""
     algo = make_algo(cfg)
-    load_task(cfg)[0].check_source()
+    task = load_task(cfg)[0]
+    task.check_source()
     if cfg.model.name_or_path:
         model_source(str(cfg.model.name_or_path))
     get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
@@ -131,9 +156,11 @@ def check_job(cfg: DictConfig):
     if cfg.eval.split not in ("test", "val"):
         raise UserError(f"eval.split={cfg.eval.split!r}: valid values are test (report) and val (tuning)")
     n_train = cfg.task.get("n_train")  # a split size known before loading: the split is checked now, not after work
-    if n_train is not None and int(cfg.task.n_demo) + int(cfg.task.n_val) >= int(n_train):
+    n_demo = 0 if task.demo_split else int(cfg.task.n_demo)  # a task's own demo stream takes nothing from train
+    if n_train is not None and n_demo + int(cfg.task.n_val) >= int(n_train):
         raise UserError(f"task.n_demo={cfg.task.n_demo} and task.n_val={cfg.task.n_val} leave no RL prompts in a "
-                        f"train split of {n_train}; lower them")
+                        f"train split of {n_train}; lower them" if n_demo else
+                        f"task.n_val={cfg.task.n_val} leaves no RL prompts in a train split of {n_train}; lower it")
     if (cfg.eval.split == "val" or int(cfg.eval.every)) and not int(cfg.task.n_val):
         raise UserError("eval.split=val and eval.every need a validation split: task.n_val must be > 0")
     mixed_precision(str(cfg.train.precision))
@@ -225,6 +252,7 @@ class Job:
     # set by ``load_policy``
     ref_path: str = ""
     ref_key: str = ""
+    ref: dict = field(default_factory=dict)  # which π_ref, for the record: source, draw, weights' sha256
     tok: object = None
     model: object = None
     engine: object = None
@@ -251,11 +279,11 @@ def _run(cfg, algo, run_dir: Path) -> dict:
         job.store.clean_stale()
     with job.meter.stage("data"):
         splits = task.load_splits()
-        demo, rl_prompts, job.val = split_train(splits["train"], n_demo, task.opts.n_val)
+        demo, rl_prompts, job.val = task_splits(task, splits, n_demo, task.opts.n_val)
         items = job.val if cfg.eval.split == "val" else splits["test"]
         test = items[: cfg.eval.n_test] if cfg.eval.n_test else items
-    load_policy(job, splits, demo)
-    data = TrainData(demo=encode_demo(job.tok, task, demo))
+    load_policy(job, demo)
+    data = TrainData(demo=lambda: encode_demo(job.tok, task, demo()))
     if algo.needs_bank:
         data.bank = rollout_bank(job, rl_prompts)
     if algo.needs_value_model and int(cfg.value_check.n_prompts) > 0:
@@ -276,33 +304,51 @@ def _run(cfg, algo, run_dir: Path) -> dict:
     return {
         **metrics,
         "eval_split": str(cfg.eval.split), "eval_items_hash": split_hash(test),
+        **dict(zip(("train_chain_min", "train_chain_max"), task.train_chain_range() or ())),
         "prompt": task.prompt_record(),
         "config_hash": run_dir.name.rsplit("-", 1)[-1],
+        **job.ref,
         "provenance": provenance(task),
         **cost,
         "n_train_examples": trained.n_examples,  # distinct: pairs, trajectories or rollouts, as the plug-in builds them
         "examples_seen": sum(h.get("examples", 0) for h in trained.history),  # over every optimiser step
         "final_loss": trained.history[-1]["loss"] if trained.history else None,
         **_online_summary(trained.online),
+        **{f"bank_{k}": v for k, v in job.used.get("bank", {}).items() if k.startswith("logprob_gap")
+           or k == "sampler_exact"},
         **value_metrics,
     }
 
 
-def load_policy(job: Job, splits: dict, demo: list[dict]) -> None:
+def load_policy(job: Job, demo) -> None:
     """π_ref (a cached warm-start artifact, unless a given model is used as it is), its tokenizer, and the
     generation engine that samples from the policy."""
     cfg = job.cfg
     if cfg.model.name_or_path and int(cfg.warm_start.steps) == 0:
         job.ref_key = str(cfg.model.name_or_path)  # keys name the model as the user did
         job.ref_path = local_model_path(job.ref_key)  # what every engine loads (the cached copy when offline)
+        job.ref = {"ref_source": "model", "ref_draw": None, "ref_sha256": None}
     else:
-        spec = warm_start_spec(cfg, job.task_spec) | {"n_demo": job.n_demo}
-        path, meta, hit = job.store.get_or_build(
-            "warm_start", spec, lambda out: build_warm_start(cfg, job.task, splits, demo, job.accelerator, out,
-                                                             ckpt_dir=job.store.checkpoint_dir("warm_start", spec)))
-        log.info("warm start: %s %s", "reusing" if hit else "built", path)
-        job.used["warm_start"], job.ref_path = {**meta, "path": str(path), "hit": hit}, str(path)
-        job.ref_key = path.name  # content-addressed: artifacts keyed on it survive a moved results_dir
+        shipped = shipped_ref(cfg, job.task)
+        if shipped is not None:
+            log.info("warm start: shipped π_ref %s (draw %d, sha256 %s…)", shipped.path, shipped.draw,
+                     shipped.sha256[:12])
+            job.used["warm_start"] = {**shipped.manifest["cost"], "path": str(shipped.path), "hit": True}
+            job.ref_path, job.ref_key = str(shipped.path), shipped.key
+            job.ref = {"ref_source": "shipped", "ref_draw": shipped.draw, "ref_sha256": shipped.sha256}
+        else:
+            if not cfg.warm_start.rebuild and not cfg.model.name_or_path:
+                log.warning("warm start: no shipped π_ref for these settings (%s): building draw %d from its recipe",
+                            family.difference(recipe(cfg, job.task), family_root(cfg)), int(cfg.warm_start.draw))
+            spec = warm_start_spec(cfg, job.task)
+            path, meta, hit = job.store.get_or_build(
+                "warm_start", spec, lambda out: build_warm_start(cfg, job.task, demo(), job.accelerator, out,
+                                                                 ckpt_dir=job.store.checkpoint_dir("warm_start", spec)))
+            log.info("warm start: %s %s", "reusing" if hit else "built", path)
+            job.used["warm_start"], job.ref_path = {**meta, "path": str(path), "hit": hit}, str(path)
+            job.ref_key = path.name  # content-addressed: artifacts keyed on it survive a moved results_dir
+            job.ref = {"ref_source": "built", "ref_draw": int(cfg.warm_start.draw),
+                       "ref_sha256": family.sha256(path / family.WEIGHTS)}
     job.tok = load_tokenizer(job.ref_path)
     job.task.bind_tokenizer(job.tok)  # fixes the prompt style: chat template if π_ref's tokenizer has one
     job.model = load_model(job.ref_path, dtype=dtype_of(cfg.model.dtype), device=job.accelerator.device)
@@ -323,9 +369,13 @@ def rollout_bank(job: Job, rl_prompts: list[dict]) -> list[dict]:
                  "bank": OmegaConf.to_container(cfg.bank, resolve=True), "generation": generation_key(cfg)}
 
     def build(out):
-        meta = build_bank(job.engine, job.task, rl_prompts[:n], cfg.bank, seed=job.seed, out_dir=out)
-        return meta | {"flops": compute.sampling_flops(job.model.config, meta["gen_tokens"], meta["prompt_tokens"],
-                                                       meta["n_samples"])}
+        meta = build_bank(job.engine, job.task, rl_prompts[:n], cfg.bank, seed=job.seed, out_dir=out,
+                          score=None if job.engine.exact_logprobs else lambda seqs: trainer_logps(job, seqs))
+        flops = compute.sampling_flops(job.model.config, meta["gen_tokens"], meta["prompt_tokens"], meta["n_samples"])
+        if meta.get("scored_tokens"):  # the trainer's forward for log π_ref
+            flops += compute.generate_flops(job.model.config, meta["scored_tokens"],
+                                            (meta["gen_tokens"] + meta["prompt_tokens"]) / meta["n_samples"])
+        return meta | {"flops": flops}
 
     path, meta, hit = job.store.get_or_build("bank", bank_spec, build)
     if hit:
@@ -335,9 +385,22 @@ def rollout_bank(job: Job, rl_prompts: list[dict]) -> list[dict]:
                  path, meta["n_prompts"], meta["k"], 100 * meta["frac_correct"], 100 * meta["frac_prompts_mixed"])
     job.used["bank"] = {**meta, "path": str(path), "hit": hit}
     bank = load_bank(path)
+    if not meta.get("sampler_exact", True):
+        # The one rule (docs/design.md §3): log π_ref from the trainer's forward, in the very micro-batches that
+        # train on it (``Learner.fill_reference``), so that the first step's log-ratios are exactly zero.
+        for g in bank:
+            for smp in g["samples"]:
+                smp["ref_logps"] = None
     if job.algo.process_alpha is not None:
         job.used["process_values"] = add_process_values(job, bank_spec, bank)
     return bank
+
+
+def trainer_logps(job: Job, seqs: list[dict]) -> tuple[list[list[float]], int]:
+    """log π_ref of ``seqs`` by the trainer's forward (its path and precision), and the tokens it computed."""
+    tokens = fill_ref_logps(job.model, [{"seq": q} for q in seqs], ("seq",), job.tok.pad_token_id,
+                            job.accelerator.device, autocast=job.accelerator.autocast)
+    return [q["ref_logps"] for q in seqs], tokens
 
 
 def add_process_values(job: Job, bank_spec: dict, bank: list[dict]) -> dict:
@@ -409,17 +472,16 @@ def train_offline_stage(job: Job, data: TrainData, run_dir: Path) -> Trained:
         log.info("%s: %d training examples, %d steps of %d", algo.name, len(examples), cfg.train.steps,
                  cfg.train.batch_size)
         seq_len = compute.mean_length(examples, algo.slots)
-        ref_tokens = fill_ref_logps(job.model, examples, algo.slots, job.tok.pad_token_id, job.accelerator.device)
         value_model = make_value_model(job)
         separate = isinstance(value_model, ValueModel)
-        curve = make_curve(job, lambda lr: (compute.train_stage_flops(job.model.config, lr.tokens, lr.forward_tokens
-                                                                      + ref_tokens, seq_len, separate), 0))
+        curve = make_curve(job, lambda lr: (compute.train_stage_flops(job.model.config, lr.tokens, lr.forward_tokens,
+                                                                      seq_len, separate), 0))
         res = train(trainable(job.model, cfg.model), algo, examples, cfg.train, seed=job.seed, pad_id=job.tok.pad_token_id,
                     accelerator=job.accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
                     value_model=value_model, on_step=curve)
         job.engine.load_weights(res["model"])
         st.update(train_tokens=res["train_tokens"],
-                  flops=compute.train_stage_flops(job.model.config, res["train_tokens"], res["forward_tokens"] + ref_tokens,
+                  flops=compute.train_stage_flops(job.model.config, res["train_tokens"], res["forward_tokens"],
                                                   seq_len, separate))
     if curve is not None:  # the curve's own evaluations are a diagnostic, not training time
         job.meter.stages["train"]["wall_s"] -= curve.wall_s
@@ -488,9 +550,10 @@ def evaluate_stage(job: Job, test: list[dict]) -> tuple[dict, list[dict]]:
     cfg = job.cfg
     with job.meter.stage("eval") as st:
         metrics, rows, gen_tokens = evaluate(job.engine, job.task, test, cfg.eval, seed=job.seed)
-        prompt_tokens = sum(len(x) for x in job.tok([job.task.prompt(ex) for ex in test])["input_ids"])
-        st.update(gen_tokens=gen_tokens, flops=compute.sampling_flops(
-            job.model.config, gen_tokens, prompt_tokens * (1 + int(cfg.eval.k)), len(rows)))
+        lengths = [len(x) for x in job.tok([job.task.prompt(ex) for ex in test])["input_ids"]]
+        prompt_tokens = sum(lengths) + int(cfg.eval.k) * sum(lengths[:metrics["n_eval_sampled"]])
+        st.update(gen_tokens=gen_tokens, flops=compute.sampling_flops(job.model.config, gen_tokens, prompt_tokens,
+                                                                      len(rows)))
     return metrics, rows
 
 
@@ -498,5 +561,7 @@ def _online_summary(online: dict) -> dict:
     if not online:
         return {}
     rollouts = online["rollouts"]
+    gaps = [r["logprob_gap_k3"] for r in rollouts if "logprob_gap_k3" in r]  # sampler vs trainer, when inexact
     return {"online_iterations": len(rollouts), "online_steps": online["plan"]["steps"],
-            "rollout_reward_first": rollouts[0]["reward_mean"], "rollout_reward_last": rollouts[-1]["reward_mean"]}
+            "rollout_reward_first": rollouts[0]["reward_mean"], "rollout_reward_last": rollouts[-1]["reward_mean"],
+            **({"rollout_logprob_gap_k3": sum(gaps) / len(gaps)} if gaps else {})}

@@ -17,23 +17,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import curve
+from harness import curve, horizon
 from harness.records import atomic_write
 from harness.registry import REFERENCE
-from harness.report_views import markdown, plot
-from harness.stats import bootstrap_ci, n_boot_for, paired_bootstrap
+from harness.report_views import by_length_markdown, markdown, plot, reading
+from harness.scores import aligned, read_scores, row_matrices
+from harness.stats import bootstrap_ci, mde, n_boot_for, paired_bootstrap, variance_components
 
-RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "seed", "status", "accuracy",
+
+
+RUN_COLUMNS = ["run_id", "task", "model", "algo", "variant", "variant_id", "ref_draw", "seed", "status", "accuracy",
                "accuracy_sampled", "n_eval", "wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu",
                "peak_mem_mb", "data_wall_s", "data_device_s", "data_gen_tokens", "data_train_tokens", "data_flops",
-               "post_ref_device_s", "train_gen_tokens", "n_train_examples", "examples_seen", "final_loss", "error"]
+               "post_ref_device_s", "train_gen_tokens", "n_train_examples", "examples_seen", "final_loss", "ref_source",
+               "ref_sha256", "error"]
 #: cost columns averaged over a row's runs
 MEANS = ["wall_s", "device_s", "gen_tokens", "train_tokens", "flops", "mfu", "data_wall_s", "data_device_s",
          "data_gen_tokens", "data_train_tokens", "data_flops", "post_ref_device_s", "train_gen_tokens",
          "n_train_examples", "examples_seen"]
-BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "chosen", "n_seeds", "accuracy", "accuracy_std",
-                 "accuracy_ci_lo", "accuracy_ci_hi", "baseline", "delta", "delta_ci_lo", "delta_ci_hi", "p_value",
-                 "p_holm", "gain_per_device_hour", "common_flops", "val_acc_at_common_flops", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]
+BOARD_COLUMNS = ["task", "model", "algo", "variant", "variant_id", "chosen", "n_draws", "n_seeds", "accuracy",
+                 "accuracy_std", "accuracy_ci_lo", "accuracy_ci_hi", "baseline", "delta", "delta_ci_lo", "delta_ci_hi",
+                 "p_value", "p_holm", "mde", "mde_holm", "reading", "sd_draw", "sd_seed", "se_item",
+                 "gain_per_device_hour", "common_flops", "val_acc_at_common_flops", "accuracy_sampled", "n_eval", *MEANS[:6], "peak_mem_mb", *MEANS[6:], "status"]
 
 
 def collect_runs(results_dir: str | Path) -> pd.DataFrame:
@@ -45,18 +50,6 @@ def collect_runs(results_dir: str | Path) -> pd.DataFrame:
             continue  # a record being written right now
     df = pd.json_normalize(rows)  # nested records (prompt, provenance) become dotted columns
     return df.reindex(columns=RUN_COLUMNS + [c for c in df.columns if c not in RUN_COLUMNS])
-
-
-def greedy_scores(results_dir: str | Path, run_ids) -> dict[str, pd.Series]:
-    """Per run: greedy correctness per test item (from ``samples.jsonl``), indexed by prompt id."""
-    out = {}
-    for rid in run_ids:
-        p = Path(results_dir, "runs", str(rid), "samples.jsonl")
-        if p.exists() and p.stat().st_size:
-            df = pd.read_json(p, lines=True)
-            g = df[df.kind == "greedy"]
-            out[rid] = pd.Series(g.correct.to_numpy(dtype=float), index=g.prompt_id.to_numpy())
-    return out
 
 
 def run_curves(results_dir: str | Path, run_ids) -> dict[str, pd.DataFrame]:
@@ -71,19 +64,15 @@ def run_curves(results_dir: str | Path, run_ids) -> dict[str, pd.DataFrame]:
     return out
 
 
-def score_matrix(run_ids, scores) -> pd.DataFrame:
-    """[n_seeds, n_items] greedy correctness of these runs, on the items all of them were graded on."""
-    cols = [scores[r] for r in run_ids if r in scores]
-    return pd.concat(cols, axis=1, join="inner").T if cols else pd.DataFrame()
-
-
 def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
                 baseline: str = REFERENCE, tuned: dict | None = None,
                 curves: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """Per (task, model, algo, variant): mean accuracy over the seeds' finished runs; costs are means per
-    run. Runs of one algorithm with different hyper-parameters are different variants, never averaged.
-    With per-item ``scores``: a 95% CI (bootstrap over seeds and items) and the paired difference from
-    the matching ``baseline`` row (``matching_row``). ``tuned`` (``tuned.json``, by variant id) says which rows
+    """Per (task, model, algo, variant): mean accuracy over the finished runs of every π_ref draw and seed; costs
+    are means per run. Runs of one algorithm with different hyper-parameters are different variants, never
+    averaged. With per-item ``scores``: a 95% CI (hierarchical bootstrap over draws, seeds and items), the row's
+    variance components, and the paired difference from the matching ``baseline`` row (``matching_row``), each run
+    read against the baseline's runs of the same π_ref, with its minimum detectable effect (``harness/stats.py``).
+    ``tuned`` (``tuned.json``, by variant id) says which rows
     ``harness.tune`` selected: ``chosen`` is its note there, else ``defaults`` (or ``set by hand``: overrides).
     ``curves`` (run id → learning curve): validation accuracy at the largest compute every row with curves
     reached (``common_flops``), mean over the row's seeds."""
@@ -102,6 +91,7 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
                "variant_id": vid,
                "chosen": "" if algo == REFERENCE else tuned.get(vid, {}).get("chosen") or chosen_by(g.variant),
                "n_seeds": int(ok.seed.nunique()),
+               "n_draws": int(ok.ref_draw.nunique()) if "ref_draw" in ok and ok.ref_draw.notna().any() else 1,
                "status": "ok" if not n_failed else ("failed" if ok.empty else f"partial ({n_failed} failed)")}
         if not ok.empty:
             row.update(accuracy=ok.accuracy.mean(), accuracy_std=ok.accuracy.std(ddof=1) if len(ok) > 1 else 0.0,
@@ -109,9 +99,11 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
                        peak_mem_mb=ok.peak_mem_mb.max(),
                        **{c: pd.to_numeric(ok[c], errors="coerce").mean() for c in MEANS if c in ok})
             row["_curves"] = [curves[r] for r in ok.run_id if r in curves]
-            mat = score_matrix(ok.run_id, scores)
-            if not mat.empty:
-                row["accuracy_ci_lo"], row["accuracy_ci_hi"] = bootstrap_ci(mat.to_numpy())
+            mat = row_matrices(ok, scores)
+            if mat:
+                (groups,) = aligned(mat)
+                row["accuracy_ci_lo"], row["accuracy_ci_hi"] = bootstrap_ci(groups)
+                row.update({k: v for k, v in variance_components(groups).items() if k != "n_draws"})
                 mats[len(out)] = mat
         out.append(row)
     board = pd.DataFrame(out).reindex(columns=[*BOARD_COLUMNS, "_curves"])
@@ -121,6 +113,7 @@ def leaderboard(runs: pd.DataFrame, scores: dict[str, pd.Series] | None = None,
     board = board.drop(columns="_curves")
     _paired_with_baseline(board, mats, baseline)
     holm(board)
+    power(board)
     _gain_per_device_hour(board)
     # The reference row first in each (task, model) block, then the best accuracy.
     board["_ref"] = board.algo != REFERENCE
@@ -150,23 +143,50 @@ def matching_row(block: pd.DataFrame, i, algo: str):
     return best
 
 
-def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, pd.DataFrame], baseline: str) -> None:
-    """Fill ``baseline, delta, delta_ci_*, p_value``: each row against its matching baseline row
-    (``matching_row``) on the test items both were graded on."""
-    board["baseline"] = board["baseline"].astype(object)
+def baselines(board: pd.DataFrame, baseline: str) -> dict[int, int]:
+    """Board index → the index of the row it is read against (``matching_row``), where there is one."""
+    out = {}
     for _, block in board.groupby(["task", "model"]):
-        n_boot = n_boot_for(len(block) - 1)  # p-values fine enough for Holm over the block's comparisons
         for i in block.index:
             b = matching_row(block, i, baseline)
-            if b is None or i not in mats or b not in mats:
+            if b is not None:
+                out[i] = b
+    return out
+
+
+def _paired_with_baseline(board: pd.DataFrame, mats: dict[int, dict], baseline: str) -> None:
+    """Fill ``baseline, delta, delta_ci_*, p_value`` and ``_se``: each row against its matching baseline row
+    (``matching_row``), on the π_ref draws and test items both were graded on."""
+    board["baseline"] = board["baseline"].astype(object)
+    board["_se"] = float("nan")
+    size = board.groupby(["task", "model"]).algo.transform("size")
+    for i, b in baselines(board, baseline).items():
+        if i in mats and b in mats:
+            n_boot = n_boot_for(size[i] - 1)  # p-values fine enough for Holm over the block's comparisons
+            a_groups, b_groups = aligned(mats[i], mats[b])
+            if not a_groups:
                 continue
-            a_mat, b_mat = mats[i].align(mats[b], join="inner", axis=1)
-            if a_mat.shape[1] == 0:
-                continue
-            res = paired_bootstrap(a_mat.to_numpy(), b_mat.to_numpy(), n_boot=n_boot)
+            res = paired_bootstrap(a_groups, b_groups, n_boot=n_boot)
             board.loc[i, "baseline"] = baseline
-            board.loc[i, ["delta", "delta_ci_lo", "delta_ci_hi", "p_value"]] = [
-                res["delta"], res["delta_lo"], res["delta_hi"], res["p"]]
+            board.loc[i, ["delta", "delta_ci_lo", "delta_ci_hi", "p_value", "_se"]] = [
+                res["delta"], res["delta_lo"], res["delta_hi"], res["p"], res["se"]]
+
+
+def power(board: pd.DataFrame) -> None:
+    """``mde``: each comparison's minimum detectable effect at 80% power and α 0.05; ``mde_holm``: the same at the
+    level Holm's correction demands of the first rejection among the block's comparisons; ``reading``: in words."""
+    for c in ("mde", "mde_holm"):
+        board[c] = float("nan")
+    board["reading"] = ""
+    if "_se" not in board:
+        return
+    for _, block in board.groupby(["task", "model"]):
+        tested = block.dropna(subset=["_se"])
+        for i in tested.index:
+            board.loc[i, "mde"] = mde(board.loc[i, "_se"])
+            board.loc[i, "mde_holm"] = mde(board.loc[i, "_se"], len(tested))
+            board.loc[i, "reading"] = reading(board.delta[i], board.p_holm[i], board.mde_holm[i])
+    del board["_se"]
 
 
 def _at_common_compute(board: pd.DataFrame) -> None:
@@ -219,11 +239,15 @@ def write_reports(results_dir: str | Path, baseline: str = REFERENCE, pairs: boo
             return {}
         tuned = results_dir / "tuned.json"  # harness.tune's selections
         curves = run_curves(results_dir, runs.run_id)
-        scores = greedy_scores(results_dir, runs.run_id)
+        scores, lengths = read_scores(results_dir, runs.run_id)
         board = leaderboard(runs, scores, baseline, json.loads(tuned.read_text()) if tuned.exists() else None, curves)
         atomic_write(paths["runs"], runs.to_csv(index=False))
         atomic_write(paths["leaderboard"], board.to_csv(index=False, float_format="%.6g"))
-        text = markdown(board)
+        lengths_table = horizon.by_length(board, runs, scores, lengths, baselines(board, baseline), baseline)
+        if not lengths_table.empty:
+            paths["by_length"] = results_dir / "by_length.csv"
+            atomic_write(paths["by_length"], lengths_table.to_csv(index=False, float_format="%.6g"))
+        text = markdown(board) + by_length_markdown(lengths_table)
         if pairs and not board.empty:
             from harness import pairwise
 
@@ -236,7 +260,7 @@ def write_reports(results_dir: str | Path, baseline: str = REFERENCE, pairs: boo
         try:
             if board.empty:  # validation runs alone (tuning under way): nothing to plot yet
                 return paths
-            plot(board, tmp, {rid: c for rid, c in curves.items()}, runs)
+            plot(board, tmp, {rid: c for rid, c in curves.items()}, runs, lengths_table)
             os.replace(tmp, paths["plot"])
         finally:
             tmp.unlink(missing_ok=True)

@@ -5,6 +5,22 @@ from pathlib import Path
 
 import pandas as pd
 
+#: a comparison that finds no difference is "powered" when it would have seen one of this size (80% power, after
+#: Holm's correction): the testbed's target (docs/design.md §10)
+POWERED_AT = 0.02
+
+
+def reading(delta: float, p_holm: float, mde_holm: float) -> str:
+    """A comparison in words: a difference at 5% after Holm's correction, else whether the comparison could have
+    seen one of ``POWERED_AT`` (then "no difference ≥ X points": X its minimum detectable effect) or not."""
+    if pd.isna(p_holm):
+        return ""
+    if p_holm < 0.05:
+        return "better" if delta > 0 else "worse"
+    if mde_holm <= POWERED_AT:
+        return f"no difference ≥ {100 * mde_holm:.1f} points"
+    return f"underpowered (MDE {100 * mde_holm:.1f} points)"
+
 
 def _pts(x, signed=False) -> str:
     if pd.isna(x):
@@ -28,9 +44,12 @@ def markdown(board: pd.DataFrame) -> str:
         base = b.baseline.dropna()
         base = base.iloc[0] if len(base) else None
         parts.append(f"### {task} · {model}\n")
-        parts.append("Greedy accuracy in points, mean over seeds, with a 95% bootstrap CI over seeds and test "
-                     "items" + (f"; Δ: paired difference from `{base}` on the same items, with its CI and "
-                                "two-sided bootstrap p." if base else ".") + " Points / device-h: accuracy gained over "
+        parts.append("Greedy accuracy in points, mean over π_ref draws and seeds, with a 95% CI from a hierarchical "
+                     "bootstrap over draws, seeds and test items" + (
+                         f"; Δ: paired difference from `{base}` (each run against `{base}` of its own π_ref draw, on "
+                         "the same items), with its CI and two-sided bootstrap p; MDE (Holm): the smallest difference "
+                         "the comparison would find with 80% power at the level Holm's correction demands; reading: "
+                         "the comparison in words." if base else ".") + " Points / device-h: accuracy gained over "
                      "`reference` per device-hour spent after π_ref (own stages, bank, process values). Costs are "
                      "means per run; `data` is the shared artifacts (warm start, bank, process values) the run used; "
                      "MFU is the run's own stages against the device's peak. Sampled for learning: tokens generated to make "
@@ -38,10 +57,10 @@ def markdown(board: pd.DataFrame) -> str:
                      "p adjusted for the number of comparisons with the baseline in this table. Examples: distinct "
                      "training examples (pairs, trajectories or rollouts, as the algorithm builds them) / examples "
                      "seen over all optimiser steps.\n")
-        parts.append(f"| algo | variant | seeds | accuracy | Δ vs {base or '—'} | p | p (Holm) | points / device-h "
-                     "| sampled | examples | sampled for learning | train tokens | FLOPs run + data | wall s run + data "
-                     "| MFU | status |")
-        parts.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        parts.append(f"| algo | variant | draws × seeds | accuracy | Δ vs {base or '—'} | p | p (Holm) | MDE (Holm) | reading "
+                     "| points / device-h | sampled | examples | sampled for learning | train tokens | FLOPs run + data "
+                     "| wall s run + data | MFU | status |")
+        parts.append("|---|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for _, r in b.iterrows():
             ci = f" [{_pts(r.accuracy_ci_lo)}, {_pts(r.accuracy_ci_hi)}]" if pd.notna(r.accuracy_ci_lo) else ""
             d = (f"{_pts(r.delta, True)} [{_pts(r.delta_ci_lo, True)}, {_pts(r.delta_ci_hi, True)}]"
@@ -56,16 +75,66 @@ def markdown(board: pd.DataFrame) -> str:
             gain = f"{r.gain_per_device_hour:+.1f}" if pd.notna(r.gain_per_device_hour) else ""
             mfu = f"{100 * r.mfu:.1f}%" if pd.notna(r.mfu) else ""
             if pd.isna(r.accuracy):  # no finished run: no number to show (see runs.csv's error column)
-                parts.append(f"| {r.algo} | {variant} | 0 | failed | | | | | | | | | | | | {r.status} |")
+                parts.append(f"| {r.algo} | {variant} | 0 | failed | | | | | | | | | | | | | | {r.status} |")
                 continue
-            parts.append(f"| {r.algo} | {variant} | {int(r.n_seeds)} | {_pts(r.accuracy)}{ci} | {d} | {p} | {p_holm} "
+            runs = f"{int(r.n_draws) if pd.notna(r.get('n_draws')) else 1} × {int(r.n_seeds)}"
+            parts.append(f"| {r.algo} | {variant} | {runs} | {_pts(r.accuracy)}{ci} | {d} | {p} | {p_holm} "
+                         f"| {_pts(r.get('mde_holm'))} | {r.get('reading') or ''} "
                          f"| {gain} | {_pts(r.accuracy_sampled)} | {seen} | {_si(r.get('train_gen_tokens'))} "
                          f"| {_si(r.train_tokens)} "
                          f"| {_si(r.flops)} + {_si(r.data_flops)} "
                          f"| {r.wall_s:.0f} + {r.data_wall_s:.0f} | {mfu} | {r.status} |")
         parts.append(significance(b, base))
+        parts.append(variance(b))
         parts.append(at_common_compute(b))
         parts.append("")
+    return "\n".join(parts)
+
+
+def variance(b: pd.DataFrame) -> str:
+    """Where each row's uncertainty comes from (``harness/stats.variance_components``), as a small table."""
+    rows = b.dropna(subset=["se_item"]) if "se_item" in b else b.iloc[0:0]
+    if rows.empty:
+        return ""
+    out = ["\nVariance components, in points (standard deviations): between π_ref draws, between seeds of one draw, "
+           "and the standard error of the mean from the test items. The row mean's variance is about "
+           "draw²/draws + seed²/(draws·seeds) + item².\n",
+           "| algo | variant | draws × seeds | draw | seed | item |", "|---|---|---:|---:|---:|---:|"]
+    for _, r in rows.iterrows():
+        variant = f"`{r.variant}`" if isinstance(r.variant, str) and r.variant else ""
+        out.append(f"| {r.algo} | {variant} | {int(r.n_draws)} × {int(r.n_seeds)} | {_pts(r.sd_draw)} "
+                   f"| {_pts(r.sd_seed)} | {_pts(r.se_item)} |")
+    return "\n".join(out) + "\n"
+
+
+def by_length_markdown(table: pd.DataFrame) -> str:
+    """Per (task, model): greedy accuracy by chain length, and Δ from the baseline per length (``by_length.csv``)."""
+    if table.empty:
+        return ""
+    parts = []
+    for (task, model), t in table.groupby(["task", "model"], sort=True):
+        lengths = sorted(t.chain_length.unique())
+        beyond = sorted(t[t.beyond_training].chain_length.unique())
+        head = [f"### {task} · {model}: by chain length\n",
+                "Greedy accuracy in points per number of operations; in brackets the paired Δ from the baseline on "
+                "the items of that length, with its 95% CI" + (f"; lengths {', '.join(map(str, beyond))} lie beyond "
+                                                              "the training range (marked *)." if beyond else ".") + "\n"]
+        cols = [f"{L}{'*' if L in beyond else ''}" for L in lengths]
+        head += ["| algo | variant | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+        for (algo, variant), r in t.groupby(["algo", "variant"], sort=False):
+            cells = []
+            for L in lengths:
+                x = r[r.chain_length == L]
+                if x.empty:
+                    cells.append("")
+                    continue
+                x = x.iloc[0]
+                d = (f" ({_pts(x.delta, True)} [{_pts(x.delta_ci_lo, True)}, {_pts(x.delta_ci_hi, True)}])"
+                     if pd.notna(x.delta) else "")
+                cells.append(f"{_pts(x.accuracy)}{d}")
+            label = f"`{variant}`" if variant else ""
+            head.append(f"| {algo} | {label} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(head) + "\n")
     return "\n".join(parts)
 
 
@@ -94,7 +163,8 @@ def significance(b: pd.DataFrame, base: str | None) -> str:
     return head + f"{', '.join(sig)} differ{'s' * (len(sig) == 1)} from it at the 5% level; no other row does.\n"
 
 
-def plot(board: pd.DataFrame, path: Path, curves: dict | None = None, runs: pd.DataFrame | None = None) -> None:
+def plot(board: pd.DataFrame, path: Path, curves: dict | None = None, runs: pd.DataFrame | None = None,
+         lengths: pd.DataFrame | None = None) -> None:
     """Per task × model: accuracy (95% CI) and the paired Δ from the baseline (95% CI) against total FLOPs
     per run (own + shared data), points at equal cost spread sideways a little to stay readable; with learning
     curves (``eval.every``), a third panel: validation accuracy against compute after π_ref, one line per row
@@ -105,14 +175,17 @@ def plot(board: pd.DataFrame, path: Path, curves: dict | None = None, runs: pd.D
     import matplotlib.pyplot as plt
 
     curves = curves or {}
+    lengths = lengths if lengths is not None else pd.DataFrame()
     blocks = [(k, b.dropna(subset=["accuracy"])) for k, b in board.groupby(["task", "model"], sort=True)]
-    fig, axes = plt.subplots(len(blocks), 3 if curves else 2, figsize=(19.5 if curves else 13, 4.8 * len(blocks)),
-                             squeeze=False)
+    n_panels = 2 + bool(curves) + (not lengths.empty)
+    fig, axes = plt.subplots(len(blocks), n_panels, figsize=(6.5 * n_panels, 4.8 * len(blocks)), squeeze=False)
     markers = "osD^vP*Xh<>p"
     for axs, ((task, model), b) in zip(axes, blocks):
         ax, ax_d = axs[0], axs[1]
         if curves and runs is not None:
             _curve_panel(axs[2], b, curves, runs, f"{task} · {model}")
+        if not lengths.empty:
+            _length_panel(axs[-1], lengths[(lengths.task == task) & (lengths.model == model)], f"{task} · {model}")
         x = (b.flops.fillna(0) + b.data_flops.fillna(0)).to_numpy()
         x = x * (1 + 0.006 * (pd.Series(range(len(b))) - len(b) / 2)).to_numpy()  # sideways spread
         for j, (_, r) in enumerate(b.iterrows()):
@@ -139,6 +212,23 @@ def plot(board: pd.DataFrame, path: Path, curves: dict | None = None, runs: pd.D
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _length_panel(ax, t: pd.DataFrame, title: str) -> None:
+    """Greedy accuracy against chain length, one line per row; lengths beyond the training range shaded."""
+    for j, ((algo, variant), r) in enumerate(t.groupby(["algo", "variant"], sort=False)):
+        r = r.sort_values("chain_length")
+        label = algo + (f" [{variant}]" if isinstance(variant, str) and variant else "")
+        ax.plot(r.chain_length, 100 * r.accuracy, marker="osD^vP*Xh<>p"[j % 12], color=f"C{j % 10}", label=label)
+    beyond = t[t.beyond_training].chain_length
+    if len(beyond):
+        ax.axvspan(beyond.min() - 0.5, beyond.max() + 0.5, color="grey", alpha=0.12, label="beyond training")
+    ax.set_title(f"{title}: accuracy by chain length")
+    ax.set_xlabel("operations in the gold solution")
+    ax.set_ylabel("greedy accuracy, % (mean over draws and seeds)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
 
 
 def _curve_panel(ax, b: pd.DataFrame, curves: dict, runs: pd.DataFrame, title: str) -> None:

@@ -1,7 +1,7 @@
 """``python -m harness.tune``: the comparison protocol (docs/design.md §11) as one command.
 
     python -m harness.tune algo=dqo,dpo,ppo [tune.trials=8] [tune.seeds=100,101] [tune.report_seeds=0,1,2,3,4]
-                           [tune.sampler_seed=0] [any harness.run override ...]
+                           [tune.draws=0] [tune.report_draws=0,1,2] [tune.sampler_seed=0] [any harness.run override ...]
 
 For each algorithm, in turn:
 
@@ -11,10 +11,11 @@ For each algorithm, in turn:
    few trials still cover each range: every parameter gets one trial in each of K equal slices of its range
    (K independent random draws often land two trials on nearly the same learning rate);
 2. each trial runs with the **tuning seeds** (``tune.seeds``, distinct from the report seeds: Eimer et al.,
-   ICML 2023) and is scored on the **validation split** (``eval.split=val``: ``task.n_val`` problems held out of
+   ICML 2023) on each π_ref draw of ``tune.draws`` (``warm_start.draw``) and is scored on the **validation split** (``eval.split=val``: ``task.n_val`` problems held out of
    train; greedy only, ``eval.k=0``, unless ``eval.k`` is given); the trial with the best mean greedy validation
    accuracy is selected (a failed trial is never selected);
-3. the selected config runs with the fresh **report seeds** on test, and those are the leaderboard's rows.
+3. the selected config runs with the fresh **report seeds** on each draw of ``tune.report_draws`` on test, and
+   those are the leaderboard's rows (draws × seeds, each run read against the π_ref of its own draw).
 
 Every trial is a ``python -m harness.run`` sweep sharing ``results_dir`` (its warm start, banks and finished runs are
 reused; a rerun skips what is done). ``tune.csv`` lists every trial, ``tuned.json`` the selections, which
@@ -31,7 +32,8 @@ from pathlib import Path
 from harness.errors import UserError
 
 #: harness.tune's own options (the rest go to every harness.run)
-DEFAULTS = {"trials": 8, "seeds": "100,101", "report_seeds": "0,1,2,3,4", "sampler_seed": 0}
+DEFAULTS = {"trials": 8, "seeds": "100,101", "report_seeds": "0,1,2,3,4", "draws": "0", "report_draws": "0",
+            "sampler_seed": 0}
 
 
 def parse(argv: list[str]) -> tuple[dict, list[str], list[str]]:
@@ -48,9 +50,9 @@ def parse(argv: list[str]) -> tuple[dict, list[str], list[str]]:
             opts[name] = value
         elif key == "algo" and eq:
             algos = [a for a in value.split(",") if a]
-        elif key in ("seed", "eval.split"):
-            raise UserError(f"{key} is set by harness.tune (tune.seeds, tune.report_seeds; val for trials, test "
-                            f"for the report): drop {arg}")
+        elif key in ("seed", "eval.split", "warm_start.draw"):
+            raise UserError(f"{key} is set by harness.tune (tune.seeds, tune.report_seeds, tune.draws, "
+                            f"tune.report_draws; val for trials, test for the report): drop {arg}")
         else:
             rest.append(arg)
     for name in ("trials", "sampler_seed"):
@@ -58,7 +60,7 @@ def parse(argv: list[str]) -> tuple[dict, list[str], list[str]]:
             opts[name] = int(opts[name])
         except ValueError:
             raise UserError(f"tune.{name}={opts[name]!r} is not an integer") from None
-    for name in ("seeds", "report_seeds"):
+    for name in ("seeds", "report_seeds", "draws", "report_draws"):
         try:
             opts[name] = [int(s) for s in str(opts[name]).split(",") if s]
         except ValueError:
@@ -127,22 +129,24 @@ def draws(dists: dict, trials: int, seed: int) -> list[dict]:
     return out
 
 
-def run_jobs(overrides: list[str], seeds: list[int]) -> int:
-    """One ``python -m harness.run`` sweep over ``seeds``; its exit code (1 when a job failed, recorded)."""
-    cmd = [sys.executable, "-m", "harness.run", "-m", *overrides, f"seed={','.join(map(str, seeds))}"]
+def run_jobs(overrides: list[str], seeds: list[int], draws: list[int]) -> int:
+    """One ``python -m harness.run`` sweep over π_ref's ``draws`` × ``seeds``; its exit code (1 when a job failed,
+    recorded)."""
+    cmd = [sys.executable, "-m", "harness.run", "-m", *overrides, f"warm_start.draw={','.join(map(str, draws))}",
+           f"seed={','.join(map(str, seeds))}"]
     print("$ " + " ".join(cmd[1:]), flush=True)
     return subprocess.run(cmd).returncode
 
 
-def record(overrides: list[str], seed: int) -> dict | None:
-    """The finished run record of these overrides at ``seed`` (None when it failed or never ran)."""
+def record(overrides: list[str], seed: int, draw: int) -> dict | None:
+    """The finished run record of these overrides at ``seed`` on π_ref ``draw`` (None when it failed or never ran)."""
     from harness.artifacts import config_hash
     from harness.pipeline import model_label, run_spec
     from harness.registry import make_algo
     from harness.plan import compose
     from harness.records import run_id
 
-    cfg = compose([*overrides, f"seed={seed}"])
+    cfg = compose([*overrides, f"seed={seed}", f"warm_start.draw={draw}"])
     algo = make_algo(cfg)
     spec = run_spec(cfg, algo)
     path = Path(cfg.results_dir) / "runs" / run_id(cfg.task.name, model_label(cfg), algo.name, seed,
@@ -165,11 +169,11 @@ def tune_one(algo: str, opts: dict, rest: list[str]) -> tuple[list[dict], dict |
     rows = []
     for k, params in enumerate(draws(space(algo), opts["trials"], opts["sampler_seed"])):
         over = overrides_of(algo, params, rest, "val")
-        run_jobs(over, opts["seeds"])
-        accs = [(r or {}).get("accuracy") for r in (record(over, s) for s in opts["seeds"])]
+        run_jobs(over, opts["seeds"], opts["draws"])
+        accs = [(record(over, s, d) or {}).get("accuracy") for d in opts["draws"] for s in opts["seeds"]]
         score = sum(accs) / len(accs) if all(a is not None for a in accs) else math.nan
         rows.append({"algo": algo, "trial": k, "params": json.dumps(params), "seeds": opts["seeds"],
-                     "val_accuracy": accs, "val_mean": score, "selected": False})
+                     "draws": opts["draws"], "val_accuracy": accs, "val_mean": score, "selected": False})
     done = [r for r in rows if not math.isnan(r["val_mean"])]
     if not done:
         return rows, None
@@ -210,12 +214,13 @@ def main(argv: list[str]) -> int:
             continue
         params = json.loads(best["params"])
         over = overrides_of(algo, params, rest, "test")
-        cfg = compose([*over, f"seed={opts['report_seeds'][0]}"])
+        cfg = compose([*over, f"seed={opts['report_seeds'][0]}", f"warm_start.draw={opts['report_draws'][0]}"])
         tuned[variant_id(run_spec(cfg, make_algo(cfg)))] = {
             "algo": algo, "params": params, "trials": opts["trials"], "tuning_seeds": opts["seeds"],
-            "val_mean": best["val_mean"], "chosen": f"tuned on val, {opts['trials']} trials"}
+            "tuning_draws": opts["draws"], "val_mean": best["val_mean"],
+            "chosen": f"tuned on val, {opts['trials']} trials"}
         atomic_write(tuned_path, json.dumps(tuned, indent=1))
-        if run_jobs(over, opts["report_seeds"]):
+        if run_jobs(over, opts["report_seeds"], opts["report_draws"]):
             failed.append(algo)
     paths = write_reports(results_dir, pairs=True)  # the protocol's end: every algorithm against every other
     print(f"wrote {csv_path}, {tuned_path}" + "".join(f", {paths[k]}" for k in ("leaderboard", "pairs") if k in paths))

@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 
 from harness.artifacts import config_hash
 
-#: overrides that never make a different variant: the seed is averaged over; the rest only say where
-#: and how to run
-_IGNORED = {"seed", "results_dir", "isolate_jobs", "include_reference"}
+#: overrides that never make a different variant: the seed and π_ref's draw are factors of the report; the rest
+#: only say where and how to run
+_IGNORED = {"seed", "results_dir", "isolate_jobs", "include_reference", "warm_start.draw"}
 
 
 def _in_spec(spec: dict, dotted: str) -> bool:
@@ -39,15 +39,20 @@ def variant_label(overrides: list[str], spec: dict, read_keys: set[str] = frozen
     keep = []
     for o in overrides:
         key, eq, _ = o.lstrip("+~").partition("=")
-        if eq and "." in key and key.split(".")[0] not in _IGNORED and (_in_spec(spec, key) or key in read_keys):
+        if (eq and "." in key and key.split(".")[0] not in _IGNORED and key not in _IGNORED
+                and (_in_spec(spec, key) or key in read_keys)):
             keep.append(o.lstrip("+~"))
     return " ".join(sorted(keep))
 
 
 def variant_id(spec: dict) -> str:
-    """Hash of the run spec without the seed: equal for the seeds of one configuration, different as
-    soon as anything else differs (also a config file edited between runs)."""
-    return config_hash({k: v for k, v in spec.items() if k != "seed"})[:8]
+    """Hash of the run spec without the seed and π_ref's draw (``warm_start.draw``): equal for the seeds and draws
+    of one configuration, which the report treats as factors, different as soon as anything else differs (also a
+    config file edited between runs)."""
+    spec = {k: v for k, v in spec.items() if k not in ("seed", "ref")}  # ref: the draw's weights (its hash)
+    if isinstance(spec.get("warm_start"), dict):
+        spec["warm_start"] = {k: v for k, v in spec["warm_start"].items() if k != "draw"}
+    return config_hash(spec)[:8]
 
 
 #: options that change how a job runs, not what it computes: no part of any run or artifact key (nor label).

@@ -39,6 +39,12 @@ class Task:
     instruction: str = prompts.BOXED_INSTRUCTION
     #: whether grading is costly enough to be worth a process pool (harness/grade_parallel.py)
     parallel_grading: bool = False
+    #: whether the task makes demonstrations of its own (``load_demos``: a procedural task's fresh problems);
+    #: otherwise the demonstrations are ``n_demo`` problems cut from train
+    demo_split: bool = False
+    #: options the demonstrations do not depend on, so that a shipped π_ref made from them stays valid when
+    #: they change (``harness/warm_start.recipe``); the validation split is the end of train's shuffled order
+    not_in_demos: tuple[str, ...] = ("n_val",)
 
     def __init__(self, **cfg):
         self.opts = parse_options(self.Options, cfg, "task")
@@ -97,6 +103,10 @@ class Task:
         """``{"train": [...], "test": [...]}`` of raw records, each with a unique ``id``."""
         raise NotImplementedError
 
+    def load_demos(self) -> list[dict]:
+        """The demonstrations, for a task with ``demo_split``: disjoint from train and test."""
+        raise NotImplementedError
+
     # -- solutions ----------------------------------------------------------------------------------
     def solution_text(self, example: dict) -> str:
         """The gold worked solution, stripped."""
@@ -109,6 +119,19 @@ class Task:
 
     def gold_answer(self, example: dict) -> str:
         return example["answer"].split("####")[-1].strip()
+
+    def train_chain_range(self) -> tuple[int, int] | None:
+        """The chain lengths of the train split (demonstrations and RL prompts), where the task fixes them: test
+        lengths above it are beyond the training range."""
+        return None
+
+    def chain_length(self, example: dict) -> int | None:
+        """Reasoning steps of the gold solution (GSM8K format: its lines before ``####``), the report's horizon
+        axis (docs/design.md §10); None where the solution has no such structure."""
+        answer = example.get("answer", "")
+        if "####" not in answer:
+            return None
+        return sum(1 for line in answer.split("####")[0].splitlines() if line.strip())
 
     # -- grading --------------------------------------------------------------------------------
     def grade(self, completion: str, example: dict) -> float:

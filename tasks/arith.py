@@ -20,11 +20,18 @@ Operations (each step picks uniformly among those valid for the current value v)
 - ``* k``, k in 2..max_factor with v * k <= max_product;
 - ``/ d``, d in 2..max_factor dividing v exactly.
 
-Difficulty knobs: ``min_steps``/``max_steps`` (chain length, the main one), ``max_operand``
-(start value and +/- operands), ``max_factor`` and ``max_product`` (size of products and divisors).
+Difficulty knobs: ``min_steps``/``max_steps`` (chain length of the train split and the
+demonstrations), ``max_operand`` (start value and +/- operands), ``max_factor`` and ``max_product``
+(size of products and divisors). The test split spans ``test_min_steps``..``test_max_steps``, which may
+reach beyond the training range: the horizon axis of the report (docs/design.md §10).
+
+Splits: ``train`` (RL prompts with final answers, and the validation split), ``test``, and ``demo``:
+``n_demo`` demonstrations from a stream of their own, so that π_ref's SFT can see every one once
+(learning the task rather than memorising it) and the RL prompts do not depend on how many there are.
 Problems are a pure function of the config: ``random.Random`` seeded from a SHA-256 of
-(seed, split), never from Python's hash. Questions are unique within each split and test questions
-never appear in train; the test split does not depend on ``n_train``.
+(seed, split), never from Python's hash. Questions are unique within each split; a question's split is
+fixed by its own SHA-256 (``_BUCKETS``), so no question is in two splits and no split depends on the
+size of another.
 """
 from __future__ import annotations
 
@@ -62,15 +69,32 @@ def _split_seed(seed: int, split: str) -> int:
     return int.from_bytes(hashlib.sha256(f"arith/{seed}/{split}".encode()).digest()[:8], "big")
 
 
+#: each question belongs to one split, by the first byte of its SHA-256 (test 10%, train 20%, demo 70%): the
+#: splits are disjoint by construction, so none depends on another's size (π_ref's demonstrations do not
+#: change with n_train or n_test, and a shipped π_ref stays valid), and each is an unbiased sample
+_BUCKETS = {"test": range(0, 26), "train": range(26, 77), "demo": range(77, 256)}
+
+
+def _bucket(question: str) -> str:
+    b = hashlib.sha256(question.encode()).digest()[0]
+    return next(name for name, r in _BUCKETS.items() if b in r)
+
+
 @dataclass
 class ArithOptions(TaskOptions):
-    n_train: int = option(5000, "train problems (demonstrations + RL prompts)", ge=0)
-    n_test: int = option(500, "test problems, questions disjoint from train", ge=0)
-    min_steps: int = option(2, "fewest operations per problem", ge=1)
-    max_steps: int = option(5, "most operations per problem (the main difficulty knob)", ge=1)
-    max_operand: int = option(20, "start value and +/- operands are drawn from 1..max_operand", ge=1)
-    max_product: int = option(100, "a multiplication is allowed only if its result is <= max_product", ge=2)
-    max_factor: int = option(5, "multipliers and exact divisors are drawn from 2..max_factor", ge=2)
+    n_demo: int = option(192_000, "demonstrations (full solutions): the warm start's SFT data, a stream of their own; "
+                         "warm_start.steps x warm_start.batch_size, so that each is seen once (docs/design.md §10)",
+                         ge=0)
+    n_train: int = option(5000, "train problems: RL prompts (final answers only) and the validation split", ge=0)
+    n_test: int = option(2000, "test problems, questions disjoint from train and the demonstrations", ge=0)
+    min_steps: int = option(2, "fewest operations per train problem and demonstration", ge=1)
+    max_steps: int = option(6, "most operations per train problem and demonstration", ge=1)
+    test_min_steps: int = option(1, "fewest operations per test problem", ge=1)
+    test_max_steps: int = option(8, "most operations per test problem (above max_steps: beyond the training range)",
+                                 ge=1)
+    max_operand: int = option(99, "start value and +/- operands are drawn from 1..max_operand", ge=1)
+    max_product: int = option(4999, "a multiplication is allowed only if its result is <= max_product", ge=2)
+    max_factor: int = option(49, "multipliers and exact divisors are drawn from 2..max_factor", ge=2)
 
 
 @register_task("arith")
@@ -78,13 +102,19 @@ class ArithTask(Task):
     """Multi-step arithmetic word problems; see the module docstring for the knobs."""
 
     Options = ArithOptions
+    demo_split = True
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
-        if self.opts.min_steps > self.opts.max_steps:
-            raise UserError(f"task.min_steps={self.opts.min_steps} > task.max_steps={self.opts.max_steps}: "
-                            f"need min_steps <= max_steps")
+        for lo, hi in (("min_steps", "max_steps"), ("test_min_steps", "test_max_steps")):
+            if getattr(self.opts, lo) > getattr(self.opts, hi):
+                raise UserError(f"task.{lo}={getattr(self.opts, lo)} > task.{hi}={getattr(self.opts, hi)}: "
+                                f"need {lo} <= {hi}")
         self._splits: dict[str, list[dict]] | None = None
+        self._demos: list[dict] | None = None
+
+    #: options π_ref's demonstrations do not depend on (``harness/warm_start.recipe``)
+    not_in_demos = ("n_train", "n_test", "n_val", "test_min_steps", "test_max_steps")
 
     # -- generation -------------------------------------------------------------------------------
     def _step(self, rng: random.Random, v: int) -> tuple[str, int]:
@@ -118,15 +148,15 @@ class ArithTask(Task):
             template = rng.choice(_DIV + ([_DIV_PART] if n in _PARTS else []))
         return template.format(S=s.capitalize(), s=s, o=o, n=n, k=n, d=n, part=_PARTS.get(n))
 
-    def _problem(self, rng: random.Random) -> tuple[str, str]:
-        """One (question, answer) pair."""
+    def _problem(self, rng: random.Random, steps: tuple[int, int]) -> tuple[str, str]:
+        """One (question, answer) pair of ``steps[0]..steps[1]`` operations."""
         c = self.opts
         person = rng.choice(_PEOPLE)
         one, many = rng.choice(_ITEMS)
         v = rng.randint(1, c.max_operand)
         sentences = [f"{person[0]} has {v} {one if v == 1 else many}."]
         lines = []
-        for _ in range(rng.randint(c.min_steps, c.max_steps)):
+        for _ in range(rng.randint(*steps)):
             op, n = self._step(rng, v)
             new = {"+": v + n, "-": v - n, "*": v * n, "/": v // n}[op]
             sentences.append(self._sentence(rng, op, n, person))
@@ -135,19 +165,23 @@ class ArithTask(Task):
         sentences.append(f"How many {many} does {person[0]} have now?")
         return " ".join(sentences), "\n".join(lines + [f"#### {v}"])
 
-    def _generate(self, split: str, n: int, exclude: set[str]) -> list[dict]:
+    def _generate(self, split: str, n: int) -> list[dict]:
+        c = self.opts
+        steps = (c.test_min_steps, c.test_max_steps) if split == "test" else (c.min_steps, c.max_steps)
         rng = random.Random(_split_seed(self.opts.seed, split))
-        seen = set(exclude)
+        seen: set[str] = set()
         records: list[dict] = []
         misses = 0  # consecutive duplicates: a long run means the problem space is exhausted
         while len(records) < n:
-            question, answer = self._problem(rng)
+            question, answer = self._problem(rng, steps)
+            if _bucket(question) != split:  # another split's question
+                continue
             if question in seen:
                 misses += 1
                 if misses == _MAX_MISSES:
                     raise UserError(
                         f"arith: could only make {len(records)} distinct {split} problems of {n} asked; "
-                        "lower n_train/n_test or widen max_operand/max_steps"
+                        "lower n_train/n_test/n_demo or widen max_operand/max_steps"
                     )
                 continue
             misses = 0
@@ -155,10 +189,18 @@ class ArithTask(Task):
             records.append({"id": f"arith-{split}-{len(records):05d}", "question": question, "answer": answer})
         return records
 
+    def train_chain_range(self) -> tuple[int, int]:
+        return self.opts.min_steps, self.opts.max_steps
+
     def load_splits(self) -> dict[str, list[dict]]:
-        """``{"train": [n_train records], "test": [n_test records]}``; disjoint questions, cached."""
+        """``{"train": [n_train], "test": [n_test]}`` records; disjoint questions, cached."""
         if self._splits is None:
-            test = self._generate("test", self.opts.n_test, exclude=set())
-            train = self._generate("train", self.opts.n_train, exclude={r["question"] for r in test})
-            self._splits = {"train": train, "test": test}
+            self._splits = {split: self._generate(split, n) for split, n in
+                            (("train", self.opts.n_train), ("test", self.opts.n_test))}
         return self._splits
+
+    def load_demos(self) -> list[dict]:
+        """``n_demo`` demonstrations of their own split (made on first use: a shipped π_ref needs none), cached."""
+        if self._demos is None:
+            self._demos = self._generate("demo", self.opts.n_demo)
+        return self._demos

@@ -62,11 +62,19 @@ def test_test_split_independent_of_n_train(splits):
     assert smaller["test"] == splits["test"]
 
 
-def test_disjoint_and_unique(splits):
-    train = [r["question"] for r in splits["train"]]
-    test = [r["question"] for r in splits["test"]]
-    assert len(set(train)) == len(train) and len(set(test)) == len(test)
-    assert not set(train) & set(test)
+def test_disjoint_and_unique(task, splits):
+    qs = {name: [r["question"] for r in recs] for name, recs in {**splits, "demo": task.load_demos()}.items()}
+    for q in qs.values():
+        assert len(set(q)) == len(q)
+    assert not set(qs["train"]) & set(qs["test"]) and not set(qs["demo"]) & (set(qs["train"]) | set(qs["test"]))
+
+
+def test_no_split_depends_on_the_size_of_another(task, splits):
+    """A question's split is fixed by its own hash, so π_ref's demonstrations (and a shipped π_ref) stay the same
+    whatever n_train or n_test, and the RL prompts whatever n_demo."""
+    other = get_task("arith", n_train=50, n_test=7, n_demo=3000)
+    assert other.load_demos()[:1000] == task.load_demos()
+    assert other.load_splits()["train"] == splits["train"][:50] and other.load_splits()["test"] == splits["test"][:7]
 
 
 def test_gold_solutions_grade_one_and_wrong_zero(task, splits):
@@ -111,15 +119,28 @@ def test_every_step_count_and_op_appear(splits):
 
 
 def test_knobs():
-    recs = get_task("arith", n_train=200, n_test=20, min_steps=1, max_steps=1, max_operand=5).load_splits()
-    for ex in recs["train"] + recs["test"]:
+    recs = get_task("arith", n_train=200, n_test=20, n_demo=50, min_steps=1, max_steps=1, test_min_steps=1,
+                    test_max_steps=1, max_operand=5)
+    for ex in recs.load_splits()["train"] + recs.load_splits()["test"] + recs.load_demos():
         assert len(ex["answer"].splitlines()) == 2
     with pytest.raises(UserError):
         get_task("arith", min_steps=3, max_steps=2)
+    with pytest.raises(UserError, match="test_min_steps=4 > task.test_max_steps=3"):
+        get_task("arith", test_min_steps=4, test_max_steps=3)
     with pytest.raises(UserError):  # the problem space is too small for this many distinct questions
-        get_task("arith", n_train=10**6, n_test=1, min_steps=1, max_steps=1, max_operand=1, max_factor=2,
+        get_task("arith", n_train=10**6, n_test=1, n_demo=1, min_steps=1, max_steps=1, max_operand=1, max_factor=2,
                  max_product=2).load_splits()
     with pytest.raises(UserError, match="unknown option task.bogus"):
         get_task("arith", bogus=1)
     with pytest.raises(UserError, match=r"task.max_factor=1 is out of range: it must be >= 2"):
         get_task("arith", max_factor=1)
+
+
+def test_the_test_split_reaches_beyond_the_training_range():
+    task = get_task("arith", n_train=300, n_test=400, n_demo=300, min_steps=1, max_steps=3, test_min_steps=1,
+                    test_max_steps=6)
+    recs = task.load_splits()
+    assert {task.chain_length(r) for r in recs["test"]} == set(range(1, 7))
+    assert {task.chain_length(r) for r in recs["train"] + task.load_demos()} == {1, 2, 3}
+    assert task.train_chain_range() == (1, 3)
+    assert all(task.chain_length(r) == len(r["answer"].splitlines()) - 1 for r in recs["test"])

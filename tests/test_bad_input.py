@@ -3,7 +3,7 @@ key (issue 13's table, a row a test)."""
 import pytest
 
 from harness.errors import UserError
-from harness.pipeline import check_job, make_algo, run_spec
+from harness.pipeline import check_job, load_task, make_algo, run_spec
 from harness.plan import compose
 from harness.variants import variant_label
 from harness.warm_start import warm_start_spec
@@ -17,7 +17,7 @@ def test_operational_options_change_no_key_nor_label(option):
     algo = make_algo(base)
     assert run_spec(other, algo) == run_spec(base, algo)
     assert variant_label([option], run_spec(other, algo)) == ""
-    task = {"name": "arith"}
+    task = load_task(base)[0]
     assert warm_start_spec(other, task) == warm_start_spec(base, task)
 
 
@@ -27,7 +27,7 @@ def test_operational_options_change_no_key_nor_label(option):
     (["train.checkpoint_minutes=abc"], "train.checkpoint_minutes='abc' is not a number"),
     (["train.checkpoint_minutes=-1"], "train.checkpoint_minutes=-1 is out of range: it must be >= 0"),
     (["train.group_by_prompt=maybe"], "train.group_by_prompt='maybe': give true or false"),
-    (["task.n_val=4600"], "task.n_demo=1000 and task.n_val=4600 leave no RL prompts in a train split of 5000"),
+    (["task.n_val=5000"], "task.n_val=5000 leaves no RL prompts in a train split of 5000"),
     (["eval.split=dev"], "eval.split='dev': valid values are test"),
     (["eval.every=5", "task.n_val=0"], "task.n_val must be > 0"),
 ])

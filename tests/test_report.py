@@ -143,3 +143,45 @@ def test_pairwise_takes_each_algorithms_tuned_row_puts_the_better_first_and_holm
     same = pairs[pairs.better.isin(["dpo", "reference"])
                  & pairs.worse.isin(["dpo", "reference"])].iloc[0]
     assert same.p_holm > 0.05 and same.p_holm >= same.p_value
+
+
+def test_draws_are_a_factor_each_run_read_against_its_own_pi_ref_with_power_and_lengths(tmp_path):
+    """Two π_ref draws 20 points apart, dqo +5 points on each: the runs are paired with the reference of their
+    own draw, the leaderboard states draws × seeds, variance components and the MDE, and the by-length table
+    shows the gain where it is (the long chains, beyond the training range)."""
+    import json
+
+    from harness.report import write_reports
+
+    n = 400
+    length = {f"q{i}": 1 + i % 4 for i in range(n)}  # chain lengths 1-4; training reached 3
+    for draw, base in [(0, 0.3), (1, 0.5)]:
+        for algo, gain, seeds in [("reference", 0.0, [0, 1]), ("dqo", 0.05, [0, 1])]:
+            for seed in seeds:
+                rid = f"arith-tiny-{algo}-d{draw}-s{seed}"
+                solved = {q for q in length if int(q[1:]) < base * n}
+                # dqo's gain: the 20 easiest-to-flip items of length 4 that π_ref misses
+                extra = [q for q in length if q not in solved and length[q] == 4][: int(gain * n)]
+                solved |= set(extra)
+                d = tmp_path / "runs" / rid
+                d.mkdir(parents=True)
+                run = _run(algo, seed, len(solved) / n, "", "a" if algo == "dqo" else "r") | {
+                    "run_id": rid, "ref_draw": draw, "ref_sha256": f"sha{draw}", "train_chain_max": 3}
+                (d / "metrics.json").write_text(json.dumps(run))
+                (d / "samples.jsonl").write_text("".join(json.dumps(
+                    {"prompt_id": q, "kind": "greedy", "correct": float(q in solved), "chain_length": L}) + "\n"
+                    for q, L in length.items()))
+    paths = write_reports(tmp_path)
+    board = pd.read_csv(paths["leaderboard"])
+    dqo = board[board.algo == "dqo"].iloc[0]
+    assert dqo.n_draws == 2 and dqo.n_seeds == 2
+    assert abs(dqo.delta - 0.05) < 1e-9 and dqo.p_value < 0.01 and dqo.delta_ci_lo > 0.02
+    assert 0 < dqo.mde <= dqo.mde_holm and dqo.reading == "better"
+    assert dqo.sd_draw > 0.1 and dqo.sd_seed == 0 and dqo.se_item > 0
+    lengths = pd.read_csv(paths["by_length"])
+    mine = lengths[lengths.algo == "dqo"].set_index("chain_length")
+    assert list(mine.index) == [1, 2, 3, 4] and list(mine.beyond_training) == [False, False, False, True]
+    assert abs(mine.delta[4] - 0.2) < 1e-9 and (mine.delta[[1, 2, 3]] == 0).all()
+    text = paths["markdown"].read_text()
+    assert "| dqo |  | 2 × 2 |" in text and "Variance components" in text and "by chain length" in text
+    assert "4*" in text  # the length beyond training is marked

@@ -10,8 +10,9 @@ def test_ci_of_a_constant_is_a_point_and_ci_covers_the_mean():
     acc = (rng.random((3, 500)) < 0.4).astype(float)
     lo, hi = bootstrap_ci(acc)
     assert lo < acc.mean() < hi
-    # Binomial standard error at p=0.4 over 1500 draws is 1.26 points: the 95% CI is about ±2.5 points.
-    assert 0.03 < hi - lo < 0.08
+    # Binomial standard error at p=0.4 over 1500 draws is 1.26 points: the 95% CI is about ±2.5 points, a little
+    # wider since seeds and items are both resampled.
+    assert 0.03 < hi - lo < 0.09
 
 
 def test_seed_spread_widens_the_ci():
@@ -54,3 +55,49 @@ def test_enough_replicates_that_a_clear_difference_survives_holm_over_many_pairs
     better = np.ones((3, 200))
     assert paired_bootstrap(better, base)["p"] * 55 > 0.05  # 2,000 replicates: the p floor, times 55, is > 5%
     assert paired_bootstrap(better, base, n_boot=n_boot_for(55))["p"] * 55 < 0.05
+
+
+def _draws(offsets, n_seeds=3, n_items=600, p=0.5, seed=0):
+    """Per-draw [seeds, items] correctness: every draw's items share one latent difficulty, shifted by the draw."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(n_items)
+    return [(difficulty[None, :] < p + off + 0.02 * rng.standard_normal((n_seeds, 1))).astype(float)
+            for off in offsets]
+
+
+def test_a_spread_between_draws_widens_the_ci_and_shows_in_the_components():
+    from harness.stats import variance_components
+
+    same, spread = _draws([0, 0, 0, 0]), _draws([-0.1, 0.0, 0.05, 0.1])
+    lo1, hi1 = bootstrap_ci(same)
+    lo2, hi2 = bootstrap_ci(spread)
+    assert hi2 - lo2 > 2 * (hi1 - lo1)
+    comp = variance_components(spread)
+    assert comp["n_draws"] == 4 and comp["sd_draw"] > 0.05 > comp["sd_seed"] and 0 < comp["se_item"] < 0.03
+    assert variance_components(same)["sd_draw"] < 0.02
+
+
+def test_pairing_by_draw_sees_a_gain_that_the_draws_spread_would_hide():
+    """+3 points on every draw while the draws themselves spread over 20 points: paired by draw, the gain is
+    clear; the same runs with the draws shuffled between the two sides are not."""
+    base = _draws([-0.1, 0.0, 0.05, 0.1])
+    better = _draws([-0.07, 0.03, 0.08, 0.13])
+    paired = paired_bootstrap(better, base)
+    assert 0.02 < paired["delta"] < 0.04 and paired["delta_lo"] > 0 and paired["p"] < 0.01
+    crossed = paired_bootstrap(better, base[::-1])
+    assert crossed["delta_lo"] < 0 < crossed["delta_hi"]
+
+
+def test_mde_follows_the_paired_binary_formula_and_grows_with_holm():
+    from harness.stats import mde
+
+    n, psi = 2000, 0.1  # 2.8·sqrt(psi/n) at alpha 0.05, 80% power: about 2 points
+    assert abs(mde(np.sqrt(psi / n)) - 2.8 * np.sqrt(psi / n)) < 2e-4
+    assert mde(0.007, 11) > mde(0.007) * 1.3
+    # the bootstrap's standard error of a paired difference on one draw and seed is about sqrt(psi/n)
+    rng = np.random.default_rng(0)
+    a = (rng.random((1, n)) < 0.5).astype(float)
+    b = a.copy()
+    flip = rng.choice(n, int(psi * n), replace=False)
+    b[0, flip] = 1 - b[0, flip]
+    assert abs(paired_bootstrap(a, b)["se"] - np.sqrt(psi / n)) < 0.15 * np.sqrt(psi / n)
