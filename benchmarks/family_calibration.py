@@ -6,27 +6,36 @@ change that should not matter, the change in greedy accuracy:
 - float order: ``train.micro_batch_size=16`` instead of the warm start's 32 (the same maths summed in another order);
 - plateau: 50% more steps of the same recipe (fresh demonstrations for every step).
 
-    python -m benchmarks.family_calibration [draw=0] [out=family/arith-tiny] [checks=order,plateau] [KEY=VALUE ...]
+    python -m benchmarks.family_calibration [draw=0] [out=family/arith-tiny] [checks=order,plateau]
+                                            [checks_dir=DIR] [KEY=VALUE ...]
 
-Each check trains a π_ref from scratch (minutes each); KEY=VALUE are the family's own overrides, if any.
+Each check trains a π_ref from scratch (minutes each) into ``checks_dir/<check>/`` (a temporary folder by default);
+one already there is read, not rebuilt, so the checks can be built apart (``python -m harness.build_family draws=0
+out=DIR/order train.micro_batch_size=16``). KEY=VALUE are the family's own overrides, if any.
 """
 from __future__ import annotations
 
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from harness import family
 from harness.build_family import PASS_K, build_draw, family_name
 from harness.plan import compose
 
-CHECKS = {"order": ["train.micro_batch_size=16"], "plateau": None}  # plateau: warm_start.steps × 1.5, set below
+CHECKS = {"order": ["train.micro_batch_size=16"], "plateau": None}  # plateau: the steps and demonstrations × 1.5
+
+
+def check_overrides(check: str, cfg) -> list[str]:
+    if CHECKS[check] is not None:
+        return CHECKS[check]
+    steps = int(1.5 * int(cfg.warm_start.steps))  # fresh demonstrations for every step, as the recipe has
+    return [f"model.warm_start_steps={steps}", f"task.n_demo={steps * int(cfg.warm_start.batch_size)}"]
 
 
 def main(argv: list[str]) -> int:
-    draw, out, checks, overrides = 0, None, ["order", "plateau"], []
+    draw, out, checks, overrides, checks_dir = 0, None, ["order", "plateau"], [], None
     for arg in argv:
         key, _, value = arg.partition("=")
         if key == "draw":
@@ -35,6 +44,8 @@ def main(argv: list[str]) -> int:
             out = Path(value)
         elif key == "checks":
             checks = value.split(",")
+        elif key == "checks_dir":
+            checks_dir = Path(value)
         else:
             overrides.append(arg)
     base = compose([*overrides, f"warm_start.draw={draw}", "warm_start.rebuild=true"])
@@ -51,15 +62,18 @@ def main(argv: list[str]) -> int:
           f"draws; band [{100 * summary['band'][0]:.1f}, {100 * summary['band'][1]:.1f}]", flush=True)
     shipped = summary["draws"][str(draw)]["greedy"]
     print(f"\n| draw {draw} rebuilt with | greedy | Δ vs shipped | wall s |\n|---|---:|---:|---:|")
-    for check in checks:
-        extra = CHECKS[check] or [f"warm_start.steps={int(1.5 * int(base.warm_start.steps))}"]
-        cfg = compose([*overrides, *extra, f"warm_start.draw={draw}", "warm_start.rebuild=true"])
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            m = build_draw(cfg, Path(tmp) / f"draw-{draw}", "benchmarks.family_calibration " + " ".join(extra))
-        g = m["figures"]["greedy"]
-        print(f"| `{' '.join(extra)}` | {100 * g:.1f} | {100 * (g - shipped):+.1f} | {time.perf_counter() - t0:.0f} |",
-              flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for check in checks:
+            extra = check_overrides(check, base)
+            path = Path(checks_dir or tmp) / check / f"draw-{draw}"
+            if (path / family.MANIFEST).exists():
+                m = json.loads((path / family.MANIFEST).read_text())
+            else:
+                cfg = compose([*overrides, *extra, f"warm_start.draw={draw}", "warm_start.rebuild=true"])
+                m = build_draw(cfg, path, "python -m benchmarks.family_calibration " + " ".join(argv))
+            g = m["figures"]["greedy"]
+            print(f"| `{' '.join(extra)}` | {100 * g:.1f} | {100 * (g - shipped):+.1f} | {m['cost']['wall_s']:.0f} |",
+                  flush=True)
     return 0
 
 

@@ -38,7 +38,7 @@ def measure(args, levers: dict, precision: str) -> dict:
     from algorithms._base import TrainData
     from harness.memory import trainable
     from harness.registry import get_algorithm
-    from harness.sequences import fill_ref_logps
+    from harness.agent import fill_ref_logps
     from harness.training import Learner, make_accelerator
     from harness.value_model import ValueModel
 

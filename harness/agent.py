@@ -7,11 +7,13 @@ prepare call.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from harness import buckets, prefix
-from harness.sequences import completion_logps, logps_from
+from harness.sequences import collate, completion_logps, logps_from
 from harness.value_model import ValueHead, gather_values
 
 
@@ -104,3 +106,24 @@ class Agent(nn.Module):
         if vm is None:
             return logps, None, extra
         return logps, gather_values(self._run(vm)(t["input_ids"], t["attention_mask"]), t["pred_pos"], t["mask"]).float(), extra
+
+
+@torch.no_grad()
+def fill_ref_logps(model, examples: list[dict], slots, pad_id: int, device=None, batch_size: int = 64,
+                   autocast=contextlib.nullcontext) -> int:
+    """Compute log π_ref for every sequence of ``examples`` whose ``ref_logps`` is None, with ``model``
+    (π_ref, before any training) through the trainer's forward path (``harness/agent.py``) under ``autocast``
+    (the trainer's precision). Returns the number of tokens processed (a prompt shared in a chunk once)."""
+    todo = [ex[s] for ex in examples for s in slots if ex[s].get("ref_logps") is None]
+    was_training = model.training
+    model.eval()
+    tokens, agent = 0, Agent(model)
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i:i + batch_size]
+        with autocast():
+            lp = agent(collate(chunk, pad_id, device))[0]  # a prompt shared by rows of the chunk computed once
+        tokens += agent.last_tokens
+        for row, seq in enumerate(chunk):
+            seq["ref_logps"] = lp[row, : len(seq["completion_ids"])].tolist()
+    model.train(was_training)
+    return tokens

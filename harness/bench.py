@@ -1,4 +1,4 @@
-"""``python -m harness.bench``: how fast the backbone trains, against TRL, measured in one run (issue 14).
+"""``python -m harness.bench``: how fast the backbone trains, against TRL, measured in one run (docs/design.md §3, README "Speed").
 
     python -m harness.bench [pairs=256] [batch=32] [steps=4] [repeats=5] [threads=N] [wait=120] [compile=1]
 
@@ -130,7 +130,7 @@ def trl_step(trainer, batch_rows) -> dict:
 def our_side(model, tok, dataset, lr: float, beta: float, batch: int):
     """Our Learner with the DPO plug-in, on the token ids TRL made (π_ref's per-token log-probs filled by us)."""
     from harness.registry import get_algorithm
-    from harness.sequences import fill_ref_logps
+    from harness.agent import fill_ref_logps
 
     examples = []
     for r in dataset:
@@ -158,7 +158,7 @@ def learner_for(algo, model, tok, batch: int, value_model=None, compiled: bool =
 def bank_from_rows(tok, model, rows, k: int) -> list[dict]:
     """A bank as the harness samples one: ``k`` samples a prompt, alternately the chosen and the rejected text,
     with rewards and π_ref's log-probs."""
-    from harness.sequences import fill_ref_logps
+    from harness.agent import fill_ref_logps
 
     out = []
     for p, r in enumerate(rows):
@@ -182,7 +182,7 @@ def algo_learner(name: str, model, tok, bank: list[dict], batch: int, compiled: 
     from algorithms._base import TrainData
     from harness.registry import make_algo
     from harness.plan import compose
-    from harness.sequences import fill_ref_logps
+    from harness.agent import fill_ref_logps
     from harness.value_model import ValueModel
 
     algo = make_algo(compose([f"algo={name}"]))  # its yaml's options, as a job gets them

@@ -1,5 +1,5 @@
 """Length buckets: a batch of right-padded sequences run as a few sub-batches of similar lengths, each cut to its
-own longest sequence, so padded positions are mostly not computed (issue 14).
+own longest sequence, so padded positions are mostly not computed (docs/design.md §3).
 
 Each sequence's result depends on its own tokens alone (causal attention, padding masked), so the outputs are
 those of the padded batch, up to the order of float sums (``tests/test_buckets.py``). Where to cut is the

@@ -1,4 +1,4 @@
-"""Accuracy against compute (issue 15, docs/design.md §11): a learning curve on the validation split along
+"""Accuracy against compute (docs/design.md §11): a learning curve on the validation split along
 training, and the leaderboard's accuracy at a compute budget every row reached.
 
 With ``eval.every=N`` a run scores greedy accuracy on the first ``eval.curve_items`` validation problems every N
@@ -11,9 +11,6 @@ evaluation is a diagnostic charged to nobody: its time is left out of the stage 
 from __future__ import annotations
 
 import time
-
-import numpy as np
-import pandas as pd
 
 from harness import compute
 from harness.grade_parallel import grade_many
@@ -51,26 +48,3 @@ class Curve:
 
     def diagnostics(self) -> dict:
         return {"points": self.points, "wall_s": self.wall_s, "gen_tokens": self.gen_tokens, "items": len(self.items)}
-
-
-def points(history: pd.DataFrame) -> pd.DataFrame:
-    """The curve points of a run's history (``train_history.jsonl``)."""
-    if "val_accuracy" not in history:
-        return pd.DataFrame(columns=["step", "val_accuracy", "curve_flops", "curve_device_s", "curve_gen_tokens"])
-    return history.dropna(subset=["val_accuracy"])[["step", "val_accuracy", "curve_flops", "curve_device_s",
-                                                    "curve_gen_tokens"]]
-
-
-def at_budget(curve: pd.DataFrame, flops: float) -> float:
-    """Validation accuracy at ``flops``, linear between the points around it (nan past the curve's end)."""
-    x, y = curve.curve_flops.to_numpy(float), curve.val_accuracy.to_numpy(float)
-    if not len(x) or flops > x.max() * (1 + 1e-9):
-        return float("nan")
-    return float(np.interp(flops, x, y))
-
-
-def common_budget(curves: dict) -> float:
-    """The largest compute every curve (each seed of each row) reached: the smallest of their last FLOPs
-    (``curves``: row → [curve per seed])."""
-    ends = [c.curve_flops.max() for cs in curves.values() for c in cs if len(c)]
-    return min(ends) if ends else float("nan")

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
+from harness import ranks
 from harness.sampling import GumbelSampler, request_keys
 
 
@@ -205,3 +206,27 @@ def make_engine(name: str, model, tokenizer, *, batch_size: int = 256, model_pat
     if name == "hf":
         return HFEngine(model, tokenizer, batch_size=batch_size, exact_logprobs=exact_logprobs, synced=synced)
     return VLLMEngine(model_path or model.name_or_path, tokenizer, gpu_memory_utilization=gpu_memory_utilization)
+
+
+class ShardedEngine(Engine):
+    """An engine whose ``generate`` is split over the job's processes and gathered back in order."""
+
+    def __init__(self, inner: Engine):
+        self.inner = inner
+        self.exact_logprobs = inner.exact_logprobs
+
+    def load_weights(self, model) -> None:
+        self.inner.load_weights(model)
+
+    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate",
+                 keys=None):
+        keys = list(range(len(prompts))) if keys is None else list(keys)
+        world, r = ranks.world_size(), ranks.rank()
+        mine = ranks.shard(len(prompts), world, r)
+        out = self.inner.generate([prompts[i] for i in mine], n=n, temperature=temperature, top_p=top_p,
+                                  max_new_tokens=max_new_tokens, seed=seed, desc=desc, keys=[keys[i] for i in mine])
+        result = [None] * len(prompts)
+        for r_, (idx, groups) in enumerate(ranks.gather((mine, out))):
+            for i, g in zip(idx, groups):
+                result[i] = g
+        return result

@@ -18,7 +18,7 @@ import pandas as pd
 from harness.report_views import POWERED_AT, reading
 
 from harness.scores import aligned, row_matrices, row_runs
-from harness.stats import mde, n_boot_for, paired_bootstrap
+from harness.stats import holm, mde, n_boot_for, paired_bootstrap
 
 COLUMNS = ["task", "model", "better", "better_variant", "worse", "worse_variant", "n_draws", "delta", "delta_ci_lo",
            "delta_ci_hi", "p_value", "p_holm", "mde", "mde_holm", "reading"]
@@ -34,8 +34,6 @@ def representatives(block: pd.DataFrame) -> pd.DataFrame:
 
 def pairwise(board: pd.DataFrame, runs: pd.DataFrame, scores: dict) -> pd.DataFrame:
     """Every pair of representative rows per (task, model), the better first, with Holm-adjusted p-values."""
-    from statsmodels.stats.multitest import multipletests
-
     out = []
     for (task, model), block in board.groupby(["task", "model"], sort=True):
         reps = representatives(block)
@@ -56,7 +54,7 @@ def pairwise(board: pd.DataFrame, runs: pd.DataFrame, scores: dict) -> pd.DataFr
                          "mde": mde(res["se"]), "mde_holm": mde(res["se"], len(pairs))})
         if rows:
             p = [r["p_value"] for r in rows]
-            for r, adj in zip(rows, multipletests(p, method="holm")[1]):
+            for r, adj in zip(rows, holm(p)):
                 r["p_holm"] = float(adj)
                 r["reading"] = reading(r["delta"], r["p_holm"], r["mde_holm"])
         out.extend(rows)

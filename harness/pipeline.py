@@ -20,14 +20,14 @@ from transformers import set_seed
 
 from algorithms._base import TrainData
 from harness import compute, family, ranks
+from harness.agent import fill_ref_logps
 from harness.artifacts import ArtifactStore, config_hash
 from harness.bank import build_bank, load_bank
 from harness.checks import check_config
 from harness.curve import Curve
 from harness.errors import UserError
 from harness.evaluation import evaluate
-from harness.generation import check_engine, make_engine
-from harness.launch import SHARDED, check_dist
+from harness.generation import ShardedEngine, check_engine, make_engine
 from harness.hub import local_model_path, model_source
 from harness.memory import check_levers, dtype_of, lora_enabled, trainable
 from harness.models import load_model, load_tokenizer
@@ -45,7 +45,7 @@ from harness.records import (
 )
 from harness.registry import REFERENCE, get_algorithm, make_algo
 from harness.sampling import SAMPLER
-from harness.sequences import fill_ref_logps
+from harness.strategies import SHARDED, check_dist
 from harness.training import make_accelerator, mixed_precision, train
 from harness.value_check import build_value_states, value_correlation
 from harness.value_model import ValueHead, ValueModel
@@ -357,7 +357,7 @@ def load_policy(job: Job, demo) -> None:
                              exact_logprobs=job.accelerator.mixed_precision == "no",
                              synced=ranks.world_size() > 1 and cfg.dist.name in SHARDED)
     if ranks.world_size() > 1:
-        job.engine = ranks.ShardedEngine(job.engine)  # each process samples every N-th prompt
+        job.engine = ShardedEngine(job.engine)  # each process samples every N-th prompt
 
 
 def rollout_bank(job: Job, rl_prompts: list[dict]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Each prompt computed once (issue 14): the completions of one prompt in a batch (a DPO pair, a prompt's bank
+"""Each prompt computed once (docs/design.md §3): the completions of one prompt in a batch (a DPO pair, a prompt's bank
 samples, a GRPO group) share one forward pass of it.
 
 The batch's distinct prompts run first, left-padded, filling a KV cache. The cache is indexed out to every completion

@@ -1,8 +1,9 @@
 """Which process am I (docs/design.md §6): the helpers that make every stage of a job work under
 ``accelerate launch`` with N processes, and do nothing with one.
 
-- Generation: ``ShardedEngine`` gives each process every N-th prompt and gathers the samples back in order;
-  a prompt's sampling noise is its own (``harness/sampling.py``), so N processes draw what one draws.
+- Generation: ``harness.generation.ShardedEngine`` gives each process every N-th prompt (``shard``) and gathers
+  the samples back in order; a prompt's sampling noise is its own (``harness/sampling.py``), so N processes draw
+  what one draws.
 - Training: ``Learner.step`` splits the batch itself (``harness/training.py``).
 - Writes: rank 0 writes records and artifacts (``main_process``); the others compute the same values,
   write nothing and wait at the points where they read what rank 0 wrote.
@@ -13,7 +14,6 @@ import contextlib
 import os
 from pathlib import Path
 
-from harness.generation import Engine
 
 
 def deepspeed() -> bool:
@@ -96,27 +96,3 @@ def shard(n: int, world: int, r: int) -> list[int]:
     mine = list(range(r, n, world))
     size = -(-n // world)
     return mine + [mine[-1] if mine else 0] * (size - len(mine)) if n else []
-
-
-class ShardedEngine(Engine):
-    """An engine whose ``generate`` is split over the job's processes and gathered back in order."""
-
-    def __init__(self, inner: Engine):
-        self.inner = inner
-        self.exact_logprobs = inner.exact_logprobs
-
-    def load_weights(self, model) -> None:
-        self.inner.load_weights(model)
-
-    def generate(self, prompts, *, n=1, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=0, desc="generate",
-                 keys=None):
-        keys = list(range(len(prompts))) if keys is None else list(keys)
-        world, r = world_size(), rank()
-        mine = shard(len(prompts), world, r)
-        out = self.inner.generate([prompts[i] for i in mine], n=n, temperature=temperature, top_p=top_p,
-                                  max_new_tokens=max_new_tokens, seed=seed, desc=desc, keys=[keys[i] for i in mine])
-        result = [None] * len(prompts)
-        for r_, (idx, groups) in enumerate(gather((mine, out))):
-            for i, g in zip(idx, groups):
-                result[i] = g
-        return result

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import curve, horizon
+from harness import horizon, matched_compute
 from harness.records import atomic_write
 from harness.registry import REFERENCE
 from harness.report_views import by_length_markdown, markdown, plot, reading
 from harness.scores import aligned, read_scores, row_matrices
+from harness import stats
 from harness.stats import bootstrap_ci, mde, n_boot_for, paired_bootstrap, variance_components
 
 
@@ -58,7 +59,7 @@ def run_curves(results_dir: str | Path, run_ids) -> dict[str, pd.DataFrame]:
     for rid in run_ids:
         p = Path(results_dir, "runs", str(rid), "train_history.jsonl")
         if p.exists() and p.stat().st_size:
-            pts = curve.points(pd.read_json(p, lines=True))
+            pts = matched_compute.points(pd.read_json(p, lines=True))
             if len(pts):
                 out[rid] = pts
     return out
@@ -194,23 +195,20 @@ def _at_common_compute(board: pd.DataFrame) -> None:
     reached; ``val_acc_at_common_flops``: each such row's validation accuracy there, mean over its seeds."""
     for _, block in board.groupby(["task", "model"]):
         rows = {i: block._curves[i] for i in block.index if isinstance(block._curves[i], list) and block._curves[i]}
-        budget = curve.common_budget(rows)
+        budget = matched_compute.common_budget(rows)
         for i, cs in rows.items():
             board.loc[i, "common_flops"] = budget
-            board.loc[i, "val_acc_at_common_flops"] = float(np.nanmean([curve.at_budget(c, budget) for c in cs]))
+            board.loc[i, "val_acc_at_common_flops"] = float(np.nanmean([matched_compute.at_budget(c, budget) for c in cs]))
 
 
 def holm(board: pd.DataFrame) -> None:
     """``p_holm``: each block's p-values against the baseline adjusted for the block's number of comparisons
-    (Holm 1979, through statsmodels), so a row that beats the baseline by luck among many does not read as a
-    finding (oxRL, arXiv 2603.19335: none of 20 DPO variants beats DPO once corrected)."""
-    from statsmodels.stats.multitest import multipletests
-
+    (``harness.stats.holm``), so a row that beats the baseline by luck among many does not read as a finding."""
     board["p_holm"] = float("nan")
     for _, block in board.groupby(["task", "model"]):
         p = block.p_value.dropna()
         if len(p):
-            board.loc[p.index, "p_holm"] = multipletests(p.to_numpy(dtype=float), method="holm")[1]
+            board.loc[p.index, "p_holm"] = stats.holm(p.to_numpy(dtype=float))
 
 
 def _gain_per_device_hour(board: pd.DataFrame) -> None:

@@ -29,7 +29,6 @@ SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 OmegaConf.register_new_resolver("mul", lambda *xs: math.prod(int(x) for x in xs), replace=True)
 OmegaConf.register_new_resolver("pid", os.getpid, replace=True)  # `${pid:}`: Hydra's folders, one per sweep
 _failed: list[str] = []
-STOPPED = 3  # a job's exit code when it stopped before writing any record
 MIN_FREE = 256 * 1024  # bytes results_dir's disk needs before Hydra writes its logs there
 _sweep = [False]
 
@@ -131,34 +130,12 @@ def default_choice(group: str) -> str:
     raise KeyError(group)
 
 
-def _setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-
-
-def _job(cfg_dict: dict) -> int:
-    """Run one job, printing a one-line error: 0 on success, 1 on a failure recorded in its run folder,
-    ``STOPPED`` when it stopped before writing any record."""
-    from harness.pipeline import run_job
-    from harness.ranks import main_process
-
-    try:
-        run_job(OmegaConf.create(cfg_dict))
-        return 0
-    except UserError as e:
-        if main_process():  # every process of a launched job meets the same error
-            print(f"error: {e}", file=sys.stderr)
-        return 1 if getattr(e, "recorded", False) else STOPPED
-    except Exception as e:  # recorded in the run's folder with its traceback (error.txt)
-        log.error("job failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        # rank 0 writes the traceback to error.txt; another process's is its own, so it goes to stderr
-        log.log(logging.DEBUG if main_process() else logging.ERROR, "traceback", exc_info=True)
-        return 1 if getattr(e, "recorded", False) else STOPPED
-
-
 def _launch(cfg_dict: dict) -> int:
     """Check the job here (one line, before any process starts), then run it in its own process(es)."""
-    from harness.launch import from_slurm, launch
+    from harness.job import STOPPED
+    from harness.launch import launch
     from harness.pipeline import check_job
+    from harness.strategies import from_slurm
 
     cfg_dict = {**cfg_dict, "dist": from_slurm(cfg_dict["dist"])}
     try:
@@ -171,6 +148,8 @@ def _launch(cfg_dict: dict) -> int:
 
 @hydra.main(version_base=None, config_path="../sweeps", config_name="config")
 def hydra_entry(cfg: DictConfig) -> None:
+    # the model stack loads here, after the arguments were checked: a typo costs one line, not seconds of imports
+    from harness.job import STOPPED, run_one
     from harness.report import write_reports
 
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -182,7 +161,7 @@ def hydra_entry(cfg: DictConfig) -> None:
         if cfg.dist.name != "none" or (_sweep[0] and cfg.isolate_jobs):  # in a process of its own
             rc = _launch(cfg_dict)
         else:
-            rc = _job(cfg_dict)
+            rc = run_one(cfg_dict)
     if rc != 0:
         _failed.append(label)
     try:

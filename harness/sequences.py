@@ -8,8 +8,6 @@ fields a plug-in adds are the ones it declares (``token_fields``, ``sequence_fie
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
@@ -91,26 +89,3 @@ def logps_from(picked: torch.Tensor, batch: dict[str, torch.Tensor], outputs=())
     picked = picked.float()
     logps = selective_log_softmax(picked, batch["completion_ids"]) * batch["mask"]
     return logps, {name: MODEL_OUTPUTS[name](picked) * batch["mask"] for name in outputs}
-
-
-@torch.no_grad()
-def fill_ref_logps(model, examples: list[dict], slots, pad_id: int, device=None, batch_size: int = 64,
-                   autocast=contextlib.nullcontext) -> int:
-    """Compute log π_ref for every sequence of ``examples`` whose ``ref_logps`` is None, with ``model``
-    (π_ref, before any training) through the trainer's forward path (``harness/agent.py``) under ``autocast``
-    (the trainer's precision). Returns the number of tokens processed (a prompt shared in a chunk once)."""
-    from harness.agent import Agent  # the agent's forward builds on this module
-
-    todo = [ex[s] for ex in examples for s in slots if ex[s].get("ref_logps") is None]
-    was_training = model.training
-    model.eval()
-    tokens, agent = 0, Agent(model)
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i:i + batch_size]
-        with autocast():
-            lp = agent(collate(chunk, pad_id, device))[0]  # a prompt shared by rows of the chunk computed once
-        tokens += agent.last_tokens
-        for row, seq in enumerate(chunk):
-            seq["ref_logps"] = lp[row, : len(seq["completion_ids"])].tolist()
-    model.train(was_training)
-    return tokens

@@ -1,4 +1,4 @@
-"""Does the value model know anything? (issue 4: "a value model that learned nothing is a bug")
+"""Does the value model know anything? (docs/design.md §3: a value model that learned nothing must show)
 
 Held-out states: ``value_check.n_prompts`` RL prompts that no algorithm trains on (those after the
 bank's), and one π_ref sample of each cut at every solution-step boundary. Their Monte-Carlo values

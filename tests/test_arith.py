@@ -9,7 +9,7 @@ import pytest
 from harness.errors import UserError
 from tasks import get_task
 
-CFG = {"n_train": 600, "n_test": 100}
+CFG = {"n_train": 600, "n_test": 100, "n_demo": 1000}
 LINE = re.compile(r"^(\d+) ([-+*/]) (\d+) = (\d+)$")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,9 +87,10 @@ def test_gold_solutions_grade_one_and_wrong_zero(task, splits):
 
 def test_solution_lines_compute_and_obey_constraints(task, splits):
     c = task.cfg
-    for ex in _all(splits):
+    for split, ex in [("train", ex) for ex in splits["train"]] + [("test", ex) for ex in splits["test"]]:
         *lines, final = ex["answer"].splitlines()
-        assert c["min_steps"] <= len(lines) <= c["max_steps"]
+        lo, hi = (c["test_min_steps"], c["test_max_steps"]) if split == "test" else (c["min_steps"], c["max_steps"])
+        assert lo <= len(lines) <= hi
         prev = None
         for line in lines:
             m = LINE.match(line)
@@ -115,7 +116,7 @@ def test_solution_lines_compute_and_obey_constraints(task, splits):
 def test_every_step_count_and_op_appear(splits):
     steps = {len(r["answer"].splitlines()) - 1 for r in splits["train"]}
     ops = {LINE.match(l)[2] for r in splits["train"] for l in r["answer"].splitlines()[:-1]}
-    assert steps == {2, 3, 4, 5} and ops == set("+-*/")
+    assert steps == {2, 3, 4, 5, 6} and ops == set("+-*/")
 
 
 def test_knobs():

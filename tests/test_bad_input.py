@@ -1,5 +1,5 @@
 """Bad input as a new user types it: one line before any work, and options that change no result change no
-key (issue 13's table, a row a test)."""
+key (README's troubleshooting table, a row a test)."""
 import pytest
 
 from harness.errors import UserError

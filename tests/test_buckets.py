@@ -1,4 +1,4 @@
-"""Length buckets compute what the padded batch computes (issue 14): log-probs, values and extra outputs equal
+"""Length buckets compute what the padded batch computes (docs/design.md §3): log-probs, values and extra outputs equal
 within fp32 tolerance on a batch of mixed lengths, for a separate value model and a head on the policy."""
 import copy
 

@@ -1,4 +1,4 @@
-"""``train.compile`` (issue 14): the training passes through ``torch.compile`` compute what the eager ones do, on both
+"""``train.compile`` (docs/design.md §3): the training passes through ``torch.compile`` compute what the eager ones do, on both
 of the Agent's paths (shared prompts, whole sequences), values and gradients included; the state dict is the eager
 module's; sharded weights are refused before any work."""
 import copy

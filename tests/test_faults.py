@@ -1,4 +1,4 @@
-"""Faults (issue 13, part 3): a job killed (SIGKILL) at any stage and rerun ends with the records of a job never
+"""Faults (docs/design.md §7): a job killed (SIGKILL) at any stage and rerun ends with the records of a job never
 killed; nothing half-written is read as complete; a full disk stops in one line and loses nothing finished; a
 non-finite loss is a failed run, shown as failed."""
 import json

@@ -1,4 +1,4 @@
-"""Fuzzing the graders and loaders with hypothesis (issue 13, part 2): arbitrary strings and malformed records
+"""Fuzzing the graders and loaders with hypothesis (docs/design.md §5, §7): arbitrary strings and malformed records
 never raise, never run past the per-item limit, and a perturbed gold answer is never graded correct.
 
 ``pytest tests/test_fuzz.py --hypothesis-show-statistics`` prints how many examples ran. The suite draws the

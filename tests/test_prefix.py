@@ -1,4 +1,4 @@
-"""Each prompt computed once (issue 14, ``harness/prefix.py``): log-probs, values, extra outputs and gradients equal
+"""Each prompt computed once (``harness/prefix.py``, docs/design.md §3): log-probs, values, extra outputs and gradients equal
 those of the full padded pass within fp32 tolerance, on groups of completions sharing prompts of mixed lengths."""
 import copy
 

@@ -1,4 +1,4 @@
-"""The comparison protocol (issue 15): a validation split disjoint from everything else, and ``harness.tune``
+"""The comparison protocol (docs/design.md §11): a validation split disjoint from everything else, and ``harness.tune``
 (equal trials per algorithm on validation, tuning seeds apart from report seeds, the selection reported on test)."""
 import json
 import os

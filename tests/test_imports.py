@@ -1,0 +1,52 @@
+"""The house's imports: no module of the project imports itself back through others (at module level or inside a
+function), and rebuilding a leaderboard from CSVs loads no model stack."""
+import ast
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+PACKAGES = ("harness", "algorithms", "tasks")
+
+
+def project_imports() -> dict[str, set[str]]:
+    """Each project module → the project modules it imports anywhere in its source."""
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            deps = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    if node.module in PACKAGES:
+                        deps |= {f"{node.module}.{a.name}" for a in node.names}
+                    elif node.module.split(".")[0] in PACKAGES:
+                        deps.add(node.module)
+                elif isinstance(node, ast.Import):
+                    deps |= {a.name for a in node.names if a.name.split(".")[0] in PACKAGES}
+            out[name] = deps
+    return {m: {d for d in deps if d in out and d != m} for m, deps in out.items()}
+
+
+def test_no_import_cycles():
+    graph = project_imports()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m, path):
+        state[m] = 1
+        for d in sorted(graph[m]):
+            assert state.get(d) != 1, "import cycle: " + " -> ".join(path[path.index(d):] + [d])
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_report_loads_no_model_stack():
+    code = ("import sys, harness.report, harness.pairwise, harness.horizon; "
+            "print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
