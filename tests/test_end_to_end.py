@@ -2,6 +2,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from tests.conftest import run_cli
 
@@ -58,6 +59,7 @@ def test_unknown_names_fail_with_one_line(tmp_path):
         assert len(lines) == 1 and "unknown" in lines[0] and valid in lines[0], res.stderr
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, smoke_overrides):
     # Near-greedy samples are alike, so no prompt has a (correct, incorrect) pair: dpo fails with a clear error
     # once its bank is built; sft runs on.
@@ -70,6 +72,7 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, smoke_overrides
     assert runs.loc["sft", "status"] == "ok" and runs.loc["reference", "status"] == "ok"
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_actor_critic_family_runs_and_reports_value_check_and_variants(tmp_path, smoke_overrides):
     res = run_cli(["-m", "algo=dqo,dro,oreo,kto", f"results_dir={tmp_path}", *smoke_overrides])
     assert res.returncode == 0, res.stderr[-3000:]
@@ -130,6 +133,7 @@ def test_killing_a_sweep_stops_its_running_job(tmp_path, smoke_overrides):
                 pass
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_tbrm_trains_on_the_bank_and_online(tmp_path, smoke_overrides):
     res = run_cli(["-m", "algo=tbrm", "algo.source=bank,online", "algo.n_samples=4", "algo.prompts_per_iter=8",
                    f"results_dir={tmp_path}", *smoke_overrides, "include_reference=false"])
@@ -144,6 +148,7 @@ def test_tbrm_trains_on_the_bank_and_online(tmp_path, smoke_overrides):
     assert len(history) == 3 and all("residual_loss" in h and "value_first" in h for h in history)
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_apo_estimates_v_star_from_the_bank_then_trains_online(tmp_path, smoke_overrides):
     res = run_cli(["algo=apo", f"results_dir={tmp_path}", *smoke_overrides, "include_reference=false"])
     assert res.returncode == 0, res.stderr[-3000:]
@@ -162,6 +167,7 @@ def test_apo_estimates_v_star_from_the_bank_then_trains_online(tmp_path, smoke_o
     assert bad.returncode == 1 and "algo.prompt_pool must not exceed bank.n_prompts" in bad.stderr, bad.stderr[-2000:]
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_a_value_check_whose_states_have_no_step_boundary_records_its_prompt_level_check(tmp_path, smoke_overrides):
     """One-token rollouts hold no step boundary (a model answering on one line): the states are the prompts."""
     res = run_cli(["algo=dqo", f"results_dir={tmp_path}", *smoke_overrides, "value_check.n_prompts=8",

@@ -137,6 +137,7 @@ def test_precision_options():
             mixed_precision("fp16")
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_levers_end_to_end_on_the_tiny_model(tmp_path, smoke_overrides):
     """LoRA on an online algorithm whose π_ref is the adapters-off policy (GRPO with a KL term) and on an offline
     one with a separate value trunk (DQO), with gradient checkpointing and bf16 autocast; then the same DQO run

@@ -38,6 +38,7 @@ def test_bad_online_options_fail_with_one_line(cfg, msg):
         online_plan(algo("grpo", n_samples=1), batch_size=8)
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_ppo_and_grpo_run_on_policy_and_meter_their_generation(tmp_path, smoke_overrides):
     res = run_cli(["-m", "algo=ppo,grpo", f"results_dir={tmp_path}", *smoke_overrides, *ONLINE])
     assert res.returncode == 0, res.stderr[-3000:]
@@ -65,6 +66,7 @@ def test_ppo_and_grpo_run_on_policy_and_meter_their_generation(tmp_path, smoke_o
     assert set(board.algo) == {"reference", "ppo", "grpo"} and "train_gen_tokens" in board.columns
 
 
+@pytest.mark.slow  # whole jobs through the CLI: the fast suite keeps one such sweep
 def test_generated_token_budget_stops_early(tmp_path, smoke_overrides):
     res = run_cli(["algo=grpo", f"results_dir={tmp_path}", *smoke_overrides, *ONLINE, "include_reference=false",
                    "algo.budget.gen_tokens=1"])
