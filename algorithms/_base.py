@@ -202,7 +202,8 @@ class OnlineAlgorithm(Algorithm):
     def rollout_examples(self, seqs: list[dict], group_size: int) -> list[dict]:
         """Examples from one rollout batch. ``seqs`` come grouped by prompt (``group_size`` in a row), each
         with ``prompt_id``, ``old_logps`` (π_old, the sampling policy), ``ref_logps`` (when ``needs_ref``),
-        ``reward`` and, with a value model, ``old_values``; this hook adds what ``loss`` reads."""
+        ``reward`` and, with a value model, ``old_values``; the examples carry copies with what ``loss`` reads added
+        (``seqs`` themselves are left as they are)."""
         raise NotImplementedError
 
     def stop_epochs(self, record: dict) -> bool:

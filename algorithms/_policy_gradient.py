@@ -14,6 +14,14 @@ import torch
 from trl.trainer.utils import nanstd
 
 
+def pad_right(rows: list[list[float]]) -> torch.Tensor:
+    """Per-token lists of unequal length as one ``[B, T]`` tensor, 0 past each row's end."""
+    out = torch.zeros((len(rows), max(map(len, rows), default=0)))
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.float32)
+    return out
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 

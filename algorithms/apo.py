@@ -82,9 +82,7 @@ class APO(OnlineAlgorithm):
         return not (self.opts.filter_all_incorrect and prompt_id in self.all_incorrect)
 
     def rollout_examples(self, seqs, group_size):
-        for s in seqs:
-            s["v_star"] = self.v_star[s["prompt_id"]]
-        return [{"seq": s} for s in seqs]
+        return [{"seq": {**s, "v_star": self.v_star[s["prompt_id"]]}} for s in seqs]
 
     def loss(self, batch, stats):
         s, o = batch["seq"], self.opts

@@ -47,9 +47,7 @@ class GRPO(OnlineAlgorithm):
     def rollout_examples(self, seqs, group_size):
         rewards = torch.tensor([float(s["reward"]) for s in seqs])
         adv = group_advantages(rewards, group_size, self.opts.scale_rewards)
-        for s, a in zip(seqs, adv.tolist()):
-            s["advantage"] = a
-        return [{"seq": s} for s in seqs]
+        return [{"seq": {**s, "advantage": a}} for s, a in zip(seqs, adv.tolist())]
 
     def loss(self, batch, stats):
         s, o = batch["seq"], self.opts

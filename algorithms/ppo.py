@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from algorithms._base import OnlineAlgorithm, OnlineOptions, ValueModelOptions, per_token
-from algorithms._policy_gradient import gae, kl_shaped_rewards, masked_whiten, ppo_policy_loss, ppo_value_loss
+import torch
+
+from algorithms._policy_gradient import (gae, kl_shaped_rewards, masked_whiten, pad_right, ppo_policy_loss,
+                                         ppo_value_loss)
 from harness.options import option
 from harness.registry import register_algorithm
-from harness.sequences import collate
 
 
 @dataclass
@@ -41,15 +43,17 @@ class PPO(OnlineAlgorithm):
 
     def rollout_examples(self, seqs, group_size):
         o = self.opts
-        t = collate(seqs, pad_id=0)
-        rewards = kl_shaped_rewards(t["rewards"], t["old_logps"], t["ref_logps"], t["mask"], o.beta_kl)
-        adv, ret = gae(rewards, t["old_values"], t["mask"], gamma=o.gamma, lam=o.gae_lambda)
+        lengths = [len(s["completion_ids"]) for s in seqs]
+        mask = pad_right([[1.0] * n for n in lengths])
+        old_logps, old_values = pad_right([s["old_logps"] for s in seqs]), pad_right([s["old_values"] for s in seqs])
+        ref_logps = pad_right([s["ref_logps"] for s in seqs])
+        outcome = torch.tensor([float(s["reward"]) for s in seqs])
+        rewards = kl_shaped_rewards(outcome, old_logps, ref_logps, mask, o.beta_kl)
+        adv, ret = gae(rewards, old_values, mask, gamma=o.gamma, lam=o.gae_lambda)
         if o.whiten_advantages:
-            adv = masked_whiten(adv, t["mask"])
-        for i, s in enumerate(seqs):
-            n = len(s["completion_ids"])
-            s["advantages"], s["returns"] = adv[i, :n].tolist(), ret[i, :n].tolist()
-        return [{"seq": s} for s in seqs]
+            adv = masked_whiten(adv, mask)
+        return [{"seq": {**s, "advantages": adv[i, :n].tolist(), "returns": ret[i, :n].tolist()}}
+                for i, (s, n) in enumerate(zip(seqs, lengths))]
 
     def loss(self, batch, stats):
         s, o = batch["seq"], self.opts

@@ -70,14 +70,40 @@ def examples_for(algo, tok, model, data):
         ex = algo.build_examples(data, random.Random(0))
         fill_ref_logps(model, ex, algo.slots, tok.pad_token_id)
         return ex
+    return algo.rollout_examples(rollouts(data), len(data.bank[0]["samples"]))
+
+
+def rollouts(data):
+    """The bank's samples as the online loop hands them over: grouped by prompt, with π_old and old values."""
     g = torch.Generator().manual_seed(1)
     seqs = []
-    for grp in data.bank:  # rollouts as the online loop hands them over: grouped by prompt
+    for grp in data.bank:
         for s in grp["samples"]:
             n = len(s["completion_ids"])
             seqs.append({**s, "old_logps": [x + 0.3 * torch.randn(1, generator=g).item() for x in s["ref_logps"]],
                          "old_values": torch.rand(n, generator=g).tolist()})
-    return algo.rollout_examples(seqs, len(data.bank[0]["samples"]))
+    return seqs
+
+
+@pytest.mark.parametrize("name", [n for n in available("algorithm") if get_algorithm(n).trains])
+def test_no_plugin_changes_what_it_is_handed(name):
+    """``build_examples`` and ``rollout_examples`` return new examples and leave the bank and the rollouts as
+    they were (the online loop and the report read them after the plug-in)."""
+    tok, ref = small()
+    data = TrainData(bank=bank(tok, ref))
+    data.demo = [s for g in data.bank for s in g["samples"] if s["reward"] > 0]
+    cls = get_algorithm(name)
+    algo = cls(**_defaults_for_tests(cls))
+    algo.prepare(data)
+    before = copy.deepcopy(data.bank)
+    if algo.online:
+        seqs = rollouts(data)
+        handed = copy.deepcopy(seqs)
+        algo.rollout_examples(seqs, len(data.bank[0]["samples"]))
+        assert seqs == handed
+    else:
+        algo.build_examples(data, random.Random(0))
+    assert data.bank == before
 
 
 @pytest.mark.parametrize("name,options", VARIANTS, ids=[f"{n}-{'-'.join(map(str, o.values()))}" if o else n
