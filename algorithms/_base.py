@@ -17,6 +17,9 @@ reduction of the loss, clipping, schedule, checkpoints. What a plug-in declares:
   any shaping), ``rewards`` (``[B]``), ``values`` (V(s_h), with a value model), the declared fields and
   outputs. It returns ``(terms, metrics)``: ``terms`` maps a name to a ``Term``, made with
   ``per_example(values[B])`` or ``per_token(values[B, T], slot)``. It never reduces over the batch itself.
+  ``metrics`` maps a name to a ``Term`` (averaged over the optimiser batch like a loss term: a token mean
+  such as a clip fraction) or to a number that is a mean over the micro-batch's examples (weighted by its
+  examples); either way a logged metric is the same at every ``train.micro_batch_size``.
 
 **The one reduction.** The backbone sums every term's mean over the whole optimiser batch: a per-example
 term over the batch's examples, a per-token term over the real completion tokens of its slot in the

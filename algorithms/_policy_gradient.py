@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from trl.trainer.utils import nanstd
 
+from algorithms._base import per_token as token_metric
+
 
 def pad_right(rows: list[list[float]]) -> torch.Tensor:
     """Per-token lists of unequal length as one ``[B, T]`` tensor, 0 past each row's end."""
@@ -65,21 +67,21 @@ def clipped_surrogate(logps, old_logps, advantages, *, eps_low: float = 0.2, eps
     return -torch.min(ratio * advantages, clipped * advantages), ratio
 
 
-def ppo_policy_loss(logps, old_logps, advantages, mask, *, clip: float = 0.2):
+def ppo_policy_loss(logps, old_logps, advantages, *, clip: float = 0.2):
     """``(per-token loss [B, T], metrics)``: the clipped surrogate; the backbone averages it over the batch's tokens."""
     per_token, ratio = clipped_surrogate(logps, old_logps, advantages.detach(), eps_low=clip, eps_high=clip)
     with torch.no_grad():
         clipped = ((ratio - 1).abs() > clip).float()
-        approx_kl = masked_mean(0.5 * (logps - old_logps) ** 2, mask)
-    return per_token, {"clip_frac": masked_mean(clipped, mask).item(), "approx_kl": approx_kl.item()}
+        approx_kl = 0.5 * (logps - old_logps) ** 2
+    return per_token, {"clip_frac": token_metric(clipped), "approx_kl": token_metric(approx_kl)}
 
 
-def ppo_value_loss(values, old_values, returns, mask, *, clip: float = 0.2):
+def ppo_value_loss(values, old_values, returns, *, clip: float = 0.2):
     """``(per-token loss [B, T], metrics)``: ½·max((V − G)², (clip(V, V_old ± c) − G)²)."""
     returns, old_values = returns.detach(), old_values.detach()
     v_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     per_token = 0.5 * torch.max((values - returns) ** 2, (v_clipped - returns) ** 2)
-    return per_token, {"value_mean": masked_mean(values.detach(), mask).item()}
+    return per_token, {"value_mean": token_metric(values.detach())}
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group") -> torch.Tensor:
@@ -116,7 +118,7 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, *, beta: float = 0.
     if beta:
         kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1
         per_token = per_token + beta * kl
-        metrics["kl"] = masked_mean(kl.detach(), mask).item()
+        metrics["kl"] = token_metric(kl.detach())
     if loss_type in TOKEN_LEVEL:
         values = per_token
     elif loss_type == "grpo":
@@ -128,4 +130,4 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, *, beta: float = 0.
     with torch.no_grad():
         a = advantages[:, None]
         clipped = ((ratio < 1 - eps_low) & (a < 0)) | ((ratio > 1 + eps_high) & (a > 0))
-    return values, {**metrics, "clip_frac": masked_mean(clipped.float(), mask).item()}
+    return values, {**metrics, "clip_frac": token_metric(clipped.float())}

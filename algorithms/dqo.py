@@ -87,7 +87,7 @@ def dqo_loss(logps, ref_logps, values, rewards, mask, *, beta, lam=1.0, is_clip=
         w = w / weight_mean.clamp(min=1e-12)
     pol = (((beta * ell + v.detach() - target) ** 2) * mask).sum(-1) / n_tok
     val = (((v - returns.detach()) ** 2) * mask).sum(-1) / n_tok
-    metrics = {"is_weight_mean": w.mean().item(), "is_weight_min": w.min().item(),
+    metrics = {"is_weight_mean": w.mean().item(), "is_weight_sq_mean": (w ** 2).mean().item(),
                "seq_logratio_mean": ell.sum(-1).detach().mean().item(), "value_first": v[:, 0].mean().item()}
     return w * pol, w * val, metrics
 

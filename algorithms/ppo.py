@@ -57,8 +57,8 @@ class PPO(OnlineAlgorithm):
 
     def loss(self, batch, stats):
         s, o = batch["seq"], self.opts
-        pol, pm = ppo_policy_loss(s["logps"], s["old_logps"], s["advantages"], s["mask"], clip=o.clip)
-        val, vm = ppo_value_loss(s["values"], s["old_values"], s["returns"], s["mask"], clip=o.value_clip)
+        pol, pm = ppo_policy_loss(s["logps"], s["old_logps"], s["advantages"], clip=o.clip)
+        val, vm = ppo_value_loss(s["values"], s["old_values"], s["returns"], clip=o.value_clip)
         return {"policy": per_token(pol), "value": per_token(o.value_coef * val)}, {**pm, **vm}
 
     def stop_epochs(self, record):

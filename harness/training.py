@@ -287,8 +287,10 @@ class Learner:
                     totals[name] = totals.get(name, 0.0) + share.item()
                     loss = loss + share
                 acc.backward(loss * world)
-            for key, v in mets.items():  # metrics: means over the batch's micro-batches, weighted by their examples
-                metrics[key] = metrics.get(key, 0.0) + v * len(m) / len(batch)
+            for key, v in mets.items():  # a Term: reduced as a loss term; a number: the micro-batch's example mean
+                share = (reduce_terms({key: v}, parts, counts)[key].item() if hasattr(v, "values")
+                         else v * len(m) / len(batch))
+                metrics[key] = metrics.get(key, 0.0) + share
         # charged as what the forward computed: a prompt once per call that shares it (harness/prefix.py), so prompts
         # split over length buckets, micro-batches or processes are charged as often as they ran
         self.forward_tokens += self._summed(stats_tokens)

@@ -2,6 +2,7 @@
 the update. One test over every registered algorithm (and the options that add batch statistics or change
 the reduction), each fed through its own data path: ``build_examples`` on a bank, or ``rollout_examples``."""
 import copy
+import math
 import random
 
 import pytest
@@ -135,14 +136,18 @@ def test_micro_batching_never_changes_the_update(name, options, monkeypatch):
                           pad_id=tok.pad_token_id, accelerator=make_accelerator(), value_model=vm)
         rec = learner.step(copy.deepcopy(batch), 1)
         updates.append((_flat(learner.policy, learner.critic)[0] - before[0],
-                        None if vm is None else _flat(learner.policy, learner.critic)[1] - before[1], rec["loss"]))
-    policy, value, loss = updates[-1]
+                        None if vm is None else _flat(learner.policy, learner.critic)[1] - before[1], rec))
+    policy, value, record = updates[-1]
     assert policy.abs().max() > 0 and (value is None or value.abs().max() > 0)
-    for p, v, lo in updates[:-1]:  # float32 sums in another order: equal up to rounding at the update's scale
+    for p, v, rec in updates[:-1]:  # float32 sums in another order: equal up to rounding at the update's scale
         torch.testing.assert_close(p, policy, rtol=1e-4, atol=1e-6 * max(1.0, policy.abs().max().item()))
         if value is not None:
             torch.testing.assert_close(v, value, rtol=1e-4, atol=1e-6 * max(1.0, value.abs().max().item()))
-        assert abs(lo - loss) <= 1e-4 * max(1.0, abs(loss))
+        assert rec.keys() == record.keys()
+        for key, want in record.items():  # the loss and every logged metric: the whole batch's, however it is split
+            got = rec[key]
+            assert math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-4) or (math.isnan(got) and math.isnan(want)), \
+                (key, got, want)
 
 
 def _flat(model, value_model):

@@ -45,8 +45,8 @@ def test_ppo_losses_match_loops_and_route_gradients():
     logps = r().requires_grad_()
     old, adv, old_v, ret = r() * 0.1 + logps.detach(), r(), r(), r()
     values = (old_v + 0.3 * r()).requires_grad_()
-    loss, m = ppo_policy_loss(logps, old, adv, mask, clip=0.2)
-    vloss, _ = ppo_value_loss(values, old_v, ret, mask, clip=0.2)
+    loss, m = ppo_policy_loss(logps, old, adv, clip=0.2)
+    vloss, _ = ppo_value_loss(values, old_v, ret, clip=0.2)
     loss, vloss = masked_mean(loss, mask), masked_mean(vloss, mask)  # per token: the batch's token mean
     terms, vterms = [], []
     for b, n in enumerate([5, 3, 1]):

@@ -71,9 +71,9 @@ def test_under_bf16_the_first_step_sees_log_ratios_of_exactly_zero(bank_bf16):
     assert dpo["chosen_logratio"] == 0.0 and dpo["rejected_logratio"] == 0.0
     assert abs(dpo["dpo_loss"] - math.log(2)) < 1e-6
     dqo, _, _ = first_step("dqo", bank_bf16, recompute=True)
-    assert dqo["seq_logratio_mean"] == 0.0 and dqo["is_weight_mean"] == 1.0 and dqo["is_weight_min"] == 1.0
+    assert dqo["seq_logratio_mean"] == 0.0 and dqo["is_weight_mean"] == 1.0 and dqo["is_weight_sq_mean"] == 1.0
     stale, _, _ = first_step("dqo", bank_bf16, recompute=False)  # the old way: the sampler's numbers
-    assert abs(stale["seq_logratio_mean"]) > 1e-4 and stale["is_weight_min"] != 1.0
+    assert abs(stale["seq_logratio_mean"]) > 1e-4 and stale["is_weight_sq_mean"] != 1.0
 
 
 def test_perturbed_sampler_logprobs_never_reach_a_loss(bank_bf16):
