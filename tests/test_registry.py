@@ -69,7 +69,7 @@ def test_the_backbone_names_no_algorithm():
     names = set(available("algorithm"))
     root = Path(__file__).resolve().parent.parent / "harness"
     hits = []
-    for path in sorted(p for p in root.glob("*.py") if p.name != "bench.py"):
+    for path in sorted(p for p in root.rglob("*.py") if p.name != "bench.py"):  # sub-packages too
         tree = ast.parse(path.read_text())
         docstrings = {id(n.body[0].value) for n in ast.walk(tree)
                       if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
