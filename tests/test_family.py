@@ -103,7 +103,7 @@ def test_build_family_then_a_job_loads_its_draws(tmp_path, smoke_overrides):
     rec = [json.loads(p.read_text()) for p in (tmp_path / "r" / "runs").glob("*/metrics.json")]
     assert {r["ref_source"] for r in rec} == {"shipped"} and {r["ref_draw"] for r in rec} == {1}
     assert {r["ref_sha256"] for r in rec} == {summary["draws"]["1"]["sha256"]}
-    res = run_cli([*common, "model.warm_start_lr=0.001"])
+    res = run_cli([*[o for o in common if not o.startswith("warm_start.lr=")], "warm_start.lr=0.001"])
     log = res.stdout + res.stderr
     assert res.returncode == 0 and "no shipped π_ref for these settings" in log and "warm_start.lr=0.001" in log
 
