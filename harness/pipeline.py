@@ -207,7 +207,8 @@ def _record(cfg, algo, spec: dict, rid: str, run_dir: Path) -> dict:
             "seed": int(cfg.seed)}
     t0 = time.perf_counter()
     try:
-        metrics = _run(cfg, algo, run_dir)
+        metrics = {**head, "status": "ok", **_run(cfg, algo, run_dir)}
+        write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the record complete
     except Exception as e:
         if disk_full(e, run_dir):  # not the run's failure: nothing recorded, a rerun resumes where it stopped
             raise UserError(f"no space left on the disk of results_dir={cfg.results_dir} ({_one_line(e)}); free "
@@ -219,8 +220,6 @@ def _record(cfg, algo, spec: dict, rid: str, run_dir: Path) -> dict:
         atomic_write(run_dir / "error.txt", traceback.format_exc())
         e.recorded = True  # the caller rebuilds the leaderboard only when something was recorded
         raise
-    metrics = {**head, "status": "ok", **metrics}
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the record complete
     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # only needed to resume an unfinished run
     log.info("%s: accuracy %.4f (greedy), %s (sampled)", rid, metrics["accuracy"], metrics.get("accuracy_sampled"))
     return metrics

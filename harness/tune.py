@@ -184,6 +184,7 @@ def tune_one(algo: str, opts: dict, rest: list[str]) -> tuple[list[dict], dict |
 
 def main(argv: list[str]) -> int:
     import pandas as pd
+    from filelock import FileLock
 
     from harness.pipeline import run_spec
     from harness.plan import compose
@@ -202,24 +203,28 @@ def main(argv: list[str]) -> int:
         return 2
     results_dir.mkdir(parents=True, exist_ok=True)
     tuned_path, csv_path = results_dir / "tuned.json", results_dir / "tune.csv"
-    tuned = json.loads(tuned_path.read_text()) if tuned_path.exists() else {}
     failed = []
     for algo in algos:
         trials, best = tune_one(algo, opts, rest)
-        # each algorithm's trials are saved as soon as they are done (a rerun of an algorithm replaces its rows)
-        kept = [old[old.algo != algo]] if csv_path.exists() and len(old := pd.read_csv(csv_path)) else []
-        atomic_write(csv_path, pd.concat([*kept, pd.DataFrame(trials)], ignore_index=True).to_csv(index=False))
+        # each algorithm's trials are saved as soon as they are done (a rerun of an algorithm replaces its rows);
+        # read and rewritten under a lock: tunes of other algorithms may share this results_dir
+        with FileLock(str(csv_path) + ".lock"):
+            kept = [old[old.algo != algo]] if csv_path.exists() and len(old := pd.read_csv(csv_path)) else []
+            atomic_write(csv_path, pd.concat([*kept, pd.DataFrame(trials)], ignore_index=True).to_csv(index=False))
         if best is None:
             failed.append(algo)
             continue
         params = json.loads(best["params"])
         over = overrides_of(algo, params, rest, "test")
         cfg = compose([*over, f"seed={opts['report_seeds'][0]}", f"warm_start.draw={opts['report_draws'][0]}"])
-        tuned[variant_id(run_spec(cfg, make_algo(cfg)))] = {
+        entry = {
             "algo": algo, "params": params, "trials": opts["trials"], "tuning_seeds": opts["seeds"],
             "tuning_draws": opts["draws"], "val_mean": best["val_mean"],
             "chosen": f"tuned on val, {opts['trials']} trials"}
-        atomic_write(tuned_path, json.dumps(tuned, indent=1))
+        with FileLock(str(tuned_path) + ".lock"):
+            tuned = json.loads(tuned_path.read_text()) if tuned_path.exists() else {}
+            tuned[variant_id(run_spec(cfg, make_algo(cfg)))] = entry
+            atomic_write(tuned_path, json.dumps(tuned, indent=1))
         if run_jobs(over, opts["report_seeds"], opts["report_draws"]):
             failed.append(algo)
     paths = write_reports(results_dir, pairs=True)  # the protocol's end: every algorithm against every other

@@ -149,8 +149,12 @@ def test_a_job_on_two_processes_gives_the_record_of_one(tmp_path, smoke_override
         for ra, rb in zip(a["history"], b["history"]):
             assert ra["lr"] == rb["lr"]
             assert abs(ra["loss"] - rb["loss"]) <= 1e-5 * max(abs(ra["loss"]), 1e-3), (name, ra, rb)
-        for key in ("accuracy", "accuracy_sampled", "gen_tokens", "train_tokens", "n_train_examples"):
+        for key in ("accuracy", "accuracy_sampled", "gen_tokens", "n_train_examples"):
             assert a["metrics"][key] == b["metrics"][key], (name, key)
+        # tokens are charged as computed (harness/agent.py _plan): a prompt shared by rows that two processes hold
+        # runs on both, and ZeRO-3 shares prompts in every call where one process may take length buckets
+        tokens = a["metrics"]["train_tokens"], b["metrics"]["train_tokens"]
+        assert abs(tokens[1] - tokens[0]) <= 0.02 * tokens[0], (name, tokens)
 
 
 def test_the_shipped_accelerate_configs_are_valid_without_a_gpu(tmp_path):
