@@ -31,7 +31,7 @@ from harness.registry import register_algorithm
 
 @dataclass
 class APOOptions(OnlineOptions):
-    lr: float = option(1.05e-06, "policy learning rate", gt=0)
+    lr: float = option(2.96e-06, "policy learning rate", gt=0)
     beta1: float = option(0.5, "β₁ of V*(x) = β₁·log mean_i exp(R_i/β₁) over the bank's samples of x", gt=0)
     beta2: float = option(1e-3, "β₂ of the regression (β₂·Σ log π/π_ref + V*(x) − R)²", gt=0)
     filter_all_incorrect: bool = option(False, "skip prompts whose bank samples are all incorrect (TRL's default; "

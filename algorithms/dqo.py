@@ -36,8 +36,8 @@ from harness.registry import register_algorithm
 
 @dataclass
 class DQOOptions(ValueModelOptions):
-    lr: float = option(6.46e-06, "policy learning rate", gt=0)
-    beta: float = option(0.03, "KL strength β in Q = β·ℓ + V", gt=0)
+    lr: float = option(1.31e-05, "policy learning rate", gt=0)
+    beta: float = option(0.1, "KL strength β in Q = β·ℓ + V", gt=0)
     lam: float = option(1.0, "λ of the λ-return: 0 = one-step SAC target, 1 = Monte-Carlo soft return", ge=0, le=1)
     is_clip: float | None = option(1.0, "importance weight exp(min(Σℓ, c)); null turns importance weighting off")
     is_self_normalize: bool = option(False, "divide the importance weights by their mean over the optimiser batch")

@@ -22,7 +22,7 @@ from harness.registry import register_algorithm
 
 @dataclass
 class GRPOOptions(OnlineOptions):
-    lr: float = option(5.67e-05, "policy learning rate", gt=0)
+    lr: float = option(1.31e-05, "policy learning rate", gt=0)
     beta: float = option(0.04, "k3 KL to π_ref (0 keeps no π_ref copy)", ge=0)
     epsilon: float = option(0.2, "clip range of the ratio (lower side)", gt=0, le=1)
     epsilon_high: float | None = option(None, "upper side (null = epsilon; DAPO uses 0.28)", gt=0)
