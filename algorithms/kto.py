@@ -27,8 +27,8 @@ from harness.registry import register_algorithm
 
 @dataclass
 class KTOOptions(TrainedOptions):
-    lr: float = option(2.1e-06, "policy learning rate", gt=0)
-    beta: float = option(0.03, "strength of the implicit KL to π_ref", gt=0)
+    lr: float = option(4.19e-06, "policy learning rate", gt=0)
+    beta: float = option(0.1, "strength of the implicit KL to π_ref", gt=0)
     desirable_weight: Literal["auto"] | float = option(
         "auto", "λ_D; auto = n_undesirable / n_desirable of the bank (balances the classes)", gt=0)
     undesirable_weight: float = option(1.0, "λ_U", gt=0)

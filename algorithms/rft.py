@@ -9,7 +9,7 @@ from harness.registry import register_algorithm
 
 @dataclass
 class RFTOptions(TrainedOptions):
-    lr: float = option(9.19e-05, "policy learning rate", gt=0)
+    lr: float = option(3.15e-05, "policy learning rate", gt=0)
 
 
 @register_algorithm("rft")

@@ -37,8 +37,8 @@ from harness.registry import register_algorithm
 
 @dataclass
 class TBRMOptions(OnlineOptions):
-    lr: float = option(1.31e-06, "policy learning rate", gt=0)
-    beta: float = option(0.1, "KL strength β: the residual compares V + Σℓ with R/β", gt=0)
+    lr: float = option(6.46e-07, "policy learning rate", gt=0)
+    beta: float = option(0.03, "KL strength β: the residual compares V + Σℓ with R/β", gt=0)
     source: Literal["bank", "online"] = option(
         "online", "bank: π_ref's samples, offline (shared with the offline family) | online: samples of the live "
         "policy, one optimiser step per rollout batch (the paper's setting; the online loop's options apply)")
