@@ -11,7 +11,7 @@ from harness.registry import register_algorithm
 
 @dataclass
 class SFTOptions(TrainedOptions):
-    lr: float = option(0.000896, "policy learning rate", gt=0)
+    lr: float = option(3.15e-05, "policy learning rate", gt=0)
 
 
 @register_algorithm("sft")
