@@ -98,3 +98,28 @@ def test_tune_gives_each_algorithm_equal_trials_on_val_and_reports_the_best_on_t
     reported = board[board.variant_id.isin(tuned)]
     assert set(reported.algo) == {"sft", "dpo"} and set(reported.chosen) == {"tuned on val, 2 trials"}
     assert "tuned on val, 2 trials" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_two_tunes_sharing_a_results_dir_keep_each_others_selections(tmp_path, monkeypatch):
+    """Each tune re-reads ``tune.csv`` and ``tuned.json`` under a lock before it writes: a tune that read them at its
+    start would drop what another tune selected meanwhile (two lanes of one sweep lost DQO's and DRO's rows)."""
+    import harness.report
+    import harness.tune as tune
+
+    other = {"algo": "dro", "params": {"lr": 1e-6}, "chosen": "tuned on val, 2 trials"}
+
+    def finished_elsewhere_meanwhile(algo, opts, rest):  # the other tune writes while this one runs its trials
+        (tmp_path / "tuned.json").write_text(json.dumps({"feedbeef": other}))
+        pd.DataFrame([{"algo": "dro", "trial": 0, "params": '{"lr": 1e-06}', "val_mean": 0.5, "selected": True}]) \
+            .to_csv(tmp_path / "tune.csv", index=False)
+        return [{"algo": algo, "trial": 0, "params": '{"lr": 2e-06, "beta": 0.1}', "val_mean": 0.6,
+                 "selected": True}], {"params": '{"lr": 2e-06, "beta": 0.1}', "val_mean": 0.6}
+
+    monkeypatch.setattr(tune, "tune_one", finished_elsewhere_meanwhile)
+    monkeypatch.setattr(tune, "run_jobs", lambda *a: 0)
+    monkeypatch.setattr(harness.report, "write_reports", lambda *a, **k: {})
+    (tmp_path / "tuned.json").write_text("{}")  # what this tune would have read at its start
+    assert tune.main(["algo=dqo", "tune.trials=1", f"results_dir={tmp_path}"]) == 0
+    tuned = json.loads((tmp_path / "tuned.json").read_text())
+    assert tuned["feedbeef"] == other and {v["algo"] for v in tuned.values()} == {"dro", "dqo"}
+    assert set(pd.read_csv(tmp_path / "tune.csv").algo) == {"dro", "dqo"}
