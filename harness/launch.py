@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from harness.job import run_one, setup_logging
-from harness.ranks import main_process
+from harness.ranks import leave, main_process
 from harness.strategies import num_processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,9 @@ def rank_main(config_path: str) -> None:
         os.environ["TQDM_DISABLE"] = "1"
     setup_logging(logging.INFO if main_process() else logging.WARNING)
     _exit_with_parent()
-    sys.exit(run_one(json.loads(Path(config_path).read_text())))
+    rc = run_one(json.loads(Path(config_path).read_text()))
+    leave()
+    sys.exit(rc)
 
 
 if __name__ == "__main__":

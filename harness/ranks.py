@@ -56,6 +56,16 @@ def main_process() -> bool:
     return rank() == 0
 
 
+def leave() -> None:
+    """Leave the process group before the process exits: its communication threads are joined here, not torn
+    down at interpreter exit, where a process may abort ("terminate called without an active exception")."""
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def barrier() -> None:
     if world_size() > 1:
         _group().barrier()

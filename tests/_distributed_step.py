@@ -15,6 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from algorithms._base import TrainData  # noqa: E402
+from harness.ranks import leave  # noqa: E402
 from harness.registry import get_algorithm  # noqa: E402
 from harness.training import Learner, make_accelerator  # noqa: E402
 from harness.value_model import ValueModel  # noqa: E402
@@ -56,6 +57,7 @@ def main(out: str, specs: list[str]) -> None:
     results = {spec: update(spec, accelerator) for spec in specs}
     if accelerator.is_main_process:
         torch.save({"world": accelerator.num_processes, **results}, out)
+    leave()  # a process that exits still in the group may abort (CI, 2026-12-07: "terminate called without ...")
 
 
 if __name__ == "__main__":
