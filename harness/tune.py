@@ -217,13 +217,13 @@ def main(argv: list[str]) -> int:
         params = json.loads(best["params"])
         over = overrides_of(algo, params, rest, "test")
         cfg = compose([*over, f"seed={opts['report_seeds'][0]}", f"warm_start.draw={opts['report_draws'][0]}"])
-        entry = {
+        key, entry = variant_id(run_spec(cfg, make_algo(cfg))), {
             "algo": algo, "params": params, "trials": opts["trials"], "tuning_seeds": opts["seeds"],
             "tuning_draws": opts["draws"], "val_mean": best["val_mean"],
             "chosen": f"tuned on val, {opts['trials']} trials"}
         with FileLock(str(tuned_path) + ".lock"):
             tuned = json.loads(tuned_path.read_text()) if tuned_path.exists() else {}
-            tuned[variant_id(run_spec(cfg, make_algo(cfg)))] = entry
+            tuned[key] = entry
             atomic_write(tuned_path, json.dumps(tuned, indent=1))
         if run_jobs(over, opts["report_seeds"], opts["report_draws"]):
             failed.append(algo)
