@@ -93,9 +93,7 @@ def rank_main(config_path: str) -> None:
         os.environ["TQDM_DISABLE"] = "1"
     setup_logging(logging.INFO if main_process() else logging.WARNING)
     _exit_with_parent()
-    rc = run_one(json.loads(Path(config_path).read_text()))
-    leave()
-    sys.exit(rc)
+    leave(run_one(json.loads(Path(config_path).read_text())))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 
@@ -56,14 +59,21 @@ def main_process() -> bool:
     return rank() == 0
 
 
-def leave() -> None:
-    """Leave the process group before the process exits: its communication threads are joined here, not torn
-    down at interpreter exit, where a process may abort ("terminate called without an active exception")."""
-    if world_size() > 1:
-        import torch.distributed as dist
+def leave(rc: int) -> NoReturn:
+    """End a process of a job with ``rc``. With several processes it leaves the process group and exits without
+    interpreter teardown: gloo's worker threads of the groups DeepSpeed still holds live until teardown, and a
+    worker finishing there may abort a process whose work is done ("terminate called without an active
+    exception", CI 2026-12-07). Everything is written and flushed first."""
+    if world_size() == 1:
+        sys.exit(rc)
+    import torch.distributed as dist
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def barrier() -> None:

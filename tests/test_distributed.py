@@ -19,7 +19,7 @@ SPECS = ["dqo", "dqo:is_self_normalize=true", "kto", "ppo", "grpo", "sft"]
 
 def run(out, nproc, strategy=None, specs=SPECS, **env_vars):
     """The step script on ``nproc`` processes: torchrun, or ``accelerate launch`` with a shipped config."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", **env_vars}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONFAULTHANDLER": "1", **env_vars}  # a crash prints its stacks
     script = str(ROOT / "tests" / "_distributed_step.py")
     cmd = [sys.executable, script] if nproc == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
