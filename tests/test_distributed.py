@@ -204,7 +204,7 @@ def test_what_cannot_run_here_stops_in_one_line(tmp_path):
 def test_a_killed_two_process_run_resumes_from_its_checkpoint(tmp_path):
     """Checkpoints under DDP: every process saves (accelerate's save_state), rank 0 writes the step; a run
     killed during step 3 and resumed ends where an uninterrupted run (on one process or two) does."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONFAULTHANDLER": "1"}
     script = str(ROOT / "tests" / "_distributed_resume.py")
     two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script]
     results = {}
