@@ -119,6 +119,19 @@ def shipped_ref(cfg, task=None) -> family.Draw | None:
     return family.find(recipe(cfg, task or load_task(cfg)[0]), int(cfg.warm_start.draw), family_root(cfg))
 
 
+def check_draw(cfg, task) -> None:
+    """A ``warm_start.draw`` that the matching shipped family lacks stops here: loading it would silently mean
+    building it from the recipe (about 25 minutes on 2 cores) instead of loading a shipped π_ref."""
+    if (cfg.model.name_or_path and int(cfg.warm_start.steps) == 0) or cfg.warm_start.rebuild:
+        return
+    shipped = family.members(recipe(cfg, task), family_root(cfg))
+    draw = int(cfg.warm_start.draw)
+    if shipped and draw not in {d.draw for d in shipped}:
+        have = ", ".join(str(d.draw) for d in shipped)
+        raise UserError(f"warm_start.draw={draw}: family {shipped[0].path.parent.name} ships draws {have}; pick one "
+                        f"of them, or add warm_start.rebuild=true to train draw {draw} from the family's recipe")
+
+
 def run_spec(cfg, algo) -> dict:
     """Exactly the config sections this run's result depends on: its key."""
     sections = list(_BASE_SECTIONS) + (["train"] if algo.trains else []) + (["bank"] if algo.needs_bank else [])
@@ -152,6 +165,7 @@ def check_job(cfg: DictConfig):
     if cfg.model.name_or_path:
         model_source(str(cfg.model.name_or_path))
     get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
+    check_draw(cfg, task)
     check_config(cfg)
     if cfg.eval.split not in ("test", "val"):
         raise UserError(f"eval.split={cfg.eval.split!r}: valid values are test (report) and val (tuning)")

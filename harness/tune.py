@@ -186,7 +186,7 @@ def main(argv: list[str]) -> int:
     import pandas as pd
     from filelock import FileLock
 
-    from harness.pipeline import run_spec
+    from harness.pipeline import check_draw, load_task, run_spec
     from harness.plan import compose
     from harness.records import atomic_write
     from harness.registry import make_algo
@@ -198,6 +198,9 @@ def main(argv: list[str]) -> int:
         for algo in algos:
             space(algo)  # every space readable before any work
         results_dir = Path(compose(rest).results_dir)
+        for draw in sorted(set(opts["draws"]) | set(opts["report_draws"])):  # a draw not shipped: before the trials
+            cfg = compose([*rest, f"warm_start.draw={draw}"])
+            check_draw(cfg, load_task(cfg)[0])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import pytest
 
 from harness import family
 from harness.errors import UserError
-from harness.pipeline import load_task, run_spec, shipped_ref
+from harness.pipeline import check_draw, load_task, run_spec, shipped_ref
 from harness.plan import compose
 from harness.registry import make_algo
 from harness.warm_start import recipe
@@ -63,6 +63,19 @@ def test_a_run_key_names_the_shipped_weights_and_the_draw_is_no_variant(tmp_path
     rebuilt = compose(["model.warm_start_steps=7", f"warm_start.family_dir={cfg.warm_start.family_dir}",
                        "warm_start.rebuild=true"])
     assert run_spec(rebuilt, algo)["ref"] is None and variant_id(run_spec(rebuilt, algo)) != variant_id(spec)
+
+
+def test_a_draw_the_family_lacks_stops_before_any_work(tmp_path):
+    """Not a silent ~25-minute build: a draw the matching family does not ship needs warm_start.rebuild=true."""
+    fam = _fake_family(tmp_path, compose(["model.warm_start_steps=7"])) / "fam"
+    common = ["model.warm_start_steps=7", f"warm_start.family_dir={fam}"]
+    cfg = compose([*common, "warm_start.draw=2"])
+    with pytest.raises(UserError, match=r"warm_start.draw=2: family fam ships draws 0, 1; .*warm_start.rebuild=true"):
+        check_draw(cfg, load_task(cfg)[0])
+    for ok in (["warm_start.draw=1"], ["warm_start.draw=2", "warm_start.rebuild=true"],
+               ["warm_start.draw=2", "model.warm_start_steps=8"]):  # another recipe builds its own π_ref, as before
+        cfg = compose([*common, *ok])
+        check_draw(cfg, load_task(cfg)[0])
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no family shipped")

@@ -40,6 +40,14 @@ def test_bad_tune_options_are_one_line(argv, message):
         parse(argv)
 
 
+@pytest.mark.skipif(not list((ROOT / "family").glob("*/draw-0")), reason="no family shipped")
+def test_a_draw_the_family_lacks_stops_the_tune_before_its_trials(tmp_path, capsys):
+    from harness.tune import main
+
+    assert main(["algo=dqo", "tune.report_draws=0,9", f"results_dir={tmp_path}"]) == 2
+    assert "warm_start.draw=9" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
 def test_an_unknown_or_untunable_algorithm_is_one_line():
     with pytest.raises(UserError, match="unknown algo 'dqx'; valid: apo"):
         space("dqx")
