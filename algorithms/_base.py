@@ -1,6 +1,6 @@
 """The algorithm plug-in contract (docs/design.md §3).
 
-A plug-in declares what it needs and supplies its loss; the backbone (``harness/training.py``) owns
+A plug-in declares what it needs and supplies its loss; the backbone (``harness/backbone/training.py``) owns
 everything else, identically for every algorithm: model, optimisers, batching, accumulation, the one
 reduction of the loss, clipping, schedule, checkpoints. What a plug-in declares:
 
@@ -9,9 +9,9 @@ reduction of the loss, clipping, schedule, checkpoints. What a plug-in declares:
 * Data: ``needs_bank`` / ``online``; ``slots`` (the sequences of one example); ``needs_value_model``;
   ``token_fields`` / ``sequence_fields`` (what its examples carry beyond the backbone's own fields, which
   the backbone collates into tensors); ``outputs`` (extra per-token model outputs, from
-  ``harness.sequences.MODEL_OUTPUTS``); ``statistics`` (batch statistics, see below).
+  ``harness.backbone.sequences.MODEL_OUTPUTS``); ``statistics`` (batch statistics, see below).
 * ``build_examples(data, rng)`` (offline) or ``rollout_examples(seqs, group_size)`` (online): the examples,
-  each a dict mapping a slot name to a sequence (``harness/sequences.py``).
+  each a dict mapping a slot name to a sequence (``harness/backbone/sequences.py``).
 * ``loss(batch, stats)``: ``batch[slot]`` holds that slot's completion tensors, ``[B, T]`` right-padded:
   ``logps`` (policy, with grad), ``ref_logps``, ``mask``, ``token_rewards`` (outcome on the last token plus
   any shaping), ``rewards`` (``[B]``), ``values`` (V(s_h), with a value model), the declared fields and
@@ -146,7 +146,7 @@ class Algorithm:
     #: per-token / per-sequence fields its examples carry, collated into ``[B, T]`` / ``[B]`` tensors
     token_fields: tuple[str, ...] = ()
     sequence_fields: tuple[str, ...] = ()
-    #: extra per-token model outputs its loss reads (names in ``harness.sequences.MODEL_OUTPUTS``)
+    #: extra per-token model outputs its loss reads (names in ``harness.backbone.sequences.MODEL_OUTPUTS``)
     outputs: tuple[str, ...] = ()
     #: names of the batch statistics its loss reads (``batch_statistics``)
     statistics: tuple[str, ...] = ()
@@ -166,7 +166,7 @@ class Algorithm:
 
     @property
     def process_alpha(self) -> float | None:
-        """α of Monte-Carlo process-value shaping (``harness/process_values.py``), or None: not used."""
+        """α of Monte-Carlo process-value shaping (``harness/pipeline/process_values.py``), or None: not used."""
         return None
 
     def prepare(self, data: TrainData) -> None:
@@ -193,7 +193,7 @@ class TrajectoryAlgorithm(Algorithm):
 
 
 class OnlineAlgorithm(Algorithm):
-    """Trains on samples from the live policy (``harness/online.py``); takes ``OnlineOptions``."""
+    """Trains on samples from the live policy (``harness/backbone/online.py``); takes ``OnlineOptions``."""
 
     Options = OnlineOptions
     online = True

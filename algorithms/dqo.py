@@ -16,7 +16,7 @@ Q_θ(s, a) = β·ℓ_θ(s, a) + V_φ(s), ℓ = log π_θ − log π_ref, trained
 
 **Process supervision** ("process score", §4.3 of the paper): Monte-Carlo values v̂ at solution-step
 boundaries, added as potential-based shaping r_h += α·(v̂(s_{h+1}) − v̂(s_h)) at boundary tokens, which
-leaves the optimal policy unchanged (Ng et al. 1999). See ``harness/process_values.py``.
+leaves the optimal policy unchanged (Ng et al. 1999). See ``harness/pipeline/process_values.py``.
 
 **What is reconstructed.** The paper's code is not public. The losses above follow its equations
 (§4, Eq. 9–12) as re-stated with the λ-return and importance weighting in OREO's re-implementation

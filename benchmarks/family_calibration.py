@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import family
 from harness.build_family import PASS_K, build_draw, family_name
-from harness.plan import compose
+from harness.config.compose import compose
+from harness.pipeline import family
 
 CHECKS = {"order": ["train.micro_batch_size=16"], "plateau": None}  # plateau: the steps and demonstrations × 1.5
 

@@ -12,9 +12,9 @@ import time
 
 import torch
 
+from harness.backbone.models import load_model, load_tokenizer
 from harness.errors import UserError
-from harness.generation import make_engine
-from harness.models import load_model, load_tokenizer
+from harness.generation.engines import make_engine
 from tasks import get_task
 
 

@@ -74,7 +74,7 @@ class Steps:
 def device() -> dict:
     import torch
 
-    from harness.compute import peak_flops
+    from harness.backbone.compute import peak_flops
 
     peak, source = peak_flops()
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -115,7 +115,8 @@ def job(kind: str, algo: str, dist: list[str], results: Path, timeout: int) -> d
 
 
 def plan_rows(overrides: list[str]) -> list[dict]:
-    from harness.plan import arch, compose, plan
+    from harness.config.compose import compose
+    from harness.config.memory_plan import arch, plan
 
     cfg = compose([o for o in overrides if not o.startswith(("results_dir=", "include_reference="))])
     gpu_mem = 80.0
@@ -134,8 +135,8 @@ def generation(kind: str, results: Path) -> dict:
     per prompt at T = 1 with log-probs)."""
     import torch
 
-    from harness.generation import make_engine
-    from harness.models import load_model, load_tokenizer
+    from harness.backbone.models import load_model, load_tokenizer
+    from harness.generation.engines import make_engine
     from tasks import get_task
 
     path = max((results / "artifacts").glob("warm_start-*"), key=lambda p: p.stat().st_mtime)

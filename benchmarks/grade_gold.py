@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness.grade_parallel import grade_many
+from harness.generation.grade_parallel import grade_many
 from tasks import get_task
-from tasks._grading import GradeTimeout, parse_number, math_verify_equal, time_limit
+from tasks._grading import GradeTimeout, math_verify_equal, parse_number, time_limit
 
 # an integer that is not an exponent or subscript (a unit's ^2 or a base's _8 is not the answer's value)
 _VALUE_INT = re.compile(r"(?<![\d_^,])(?<!_\{)(?<!\^\{)(?:\d{1,3}(?:,\d{3})+|\d+)")

@@ -36,11 +36,11 @@ def measure(args, levers: dict, precision: str) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from algorithms._base import TrainData
-    from harness.memory import trainable
+    from harness.backbone.agent import fill_ref_logps
+    from harness.backbone.memory import trainable
+    from harness.backbone.training import Learner, make_accelerator
+    from harness.backbone.value_model import ValueModel
     from harness.registry import get_algorithm
-    from harness.agent import fill_ref_logps
-    from harness.training import Learner, make_accelerator
-    from harness.value_model import ValueModel
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers,

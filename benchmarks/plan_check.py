@@ -3,7 +3,7 @@
     python -m benchmarks.plan_check [--layers 2,15] [--batch 2] [--prompt 32] [--completion 32] [--steps 3]
 
 Two Llamas built from config (``model=tiny`` sizes: hidden 512, vocab 8192, 2 and 15 layers: ~10M and ~50M
-parameters) each train a few SFT steps (``harness.training.train``, fp32, one process) in a fresh process;
+parameters) each train a few SFT steps (``harness.backbone.training.train``, fp32, one process) in a fresh process;
 the rise of the peak resident set from the smaller to the larger model, where the process's fixed overhead
 (interpreter, libraries, allocator) cancels, is compared with the plan's difference in weights + gradients
 + AdamW states (16 bytes per parameter in fp32). Short sequences keep activations (also printed) small.
@@ -32,7 +32,8 @@ def overrides(args, layers: int) -> list[str]:
 
 def planned(args, layers: int) -> dict:
     """The plan's train row for this size, in MiB."""
-    from harness.plan import arch, compose, plan, sizes
+    from harness.config.compose import compose
+    from harness.config.memory_plan import arch, plan, sizes
 
     cfg = compose(overrides(args, layers))
     c = arch(cfg.model)
@@ -47,9 +48,10 @@ def measure(args, layers: int) -> dict:
     from transformers import LlamaForCausalLM
 
     from algorithms._base import TrainData
-    from harness.plan import arch, compose
+    from harness.backbone.training import make_accelerator, train
+    from harness.config.compose import compose
+    from harness.config.memory_plan import arch
     from harness.registry import get_algorithm
-    from harness.training import make_accelerator, train
 
     cfg = compose(overrides(args, layers))
     g = torch.Generator().manual_seed(0)

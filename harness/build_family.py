@@ -25,16 +25,16 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from harness import family
-from harness.bank import build_bank
+from harness.backbone.models import load_model, load_tokenizer
+from harness.backbone.training import make_accelerator
+from harness.config.compose import compose
 from harness.errors import UserError
-from harness.evaluation import evaluate
-from harness.generation import make_engine
-from harness.models import load_model, load_tokenizer
-from harness.pipeline import load_task, task_splits
-from harness.plan import compose
-from harness.training import make_accelerator
-from harness.warm_start import build_warm_start, recipe
+from harness.generation.engines import make_engine
+from harness.pipeline import family
+from harness.pipeline.bank import build_bank
+from harness.pipeline.evaluation import evaluate
+from harness.pipeline.stages import load_task, task_splits
+from harness.pipeline.warm_start import build_warm_start, recipe
 
 log = logging.getLogger("dqo_bench")
 PASS_K = 8  # pass@8 at T = 1 on the test split: how much room a draw leaves above its greedy accuracy

@@ -43,8 +43,8 @@ def run(model: str, data_dir: str | None, limit: int | None, num_fewshot: int | 
         from lm_eval.tasks import TaskManager
     except ImportError:
         raise UserError("lm-eval is not installed: pip install 'lm-eval==0.4.*'") from None
+    from harness.backbone.hub import hub_reachable
     from tasks import get_task
-    from harness.hub import hub_reachable
 
     with tempfile.TemporaryDirectory() as tmp:
         if data_dir:

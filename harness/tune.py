@@ -82,7 +82,7 @@ def space(algo: str) -> dict:
     log-uniform range, ``{name: ("choice", [values])}`` for choices."""
     import yaml
 
-    from harness.run import SWEEPS
+    from harness.config.sweeps import SWEEPS
 
     path = SWEEPS / "algo" / f"{algo}.yaml"
     if not path.exists():
@@ -140,11 +140,11 @@ def run_jobs(overrides: list[str], seeds: list[int], draws: list[int]) -> int:
 
 def record(overrides: list[str], seed: int, draw: int) -> dict | None:
     """The finished run record of these overrides at ``seed`` on π_ref ``draw`` (None when it failed or never ran)."""
-    from harness.artifacts import config_hash
-    from harness.pipeline import model_label, run_spec
+    from harness.config.compose import compose
+    from harness.pipeline.stages import model_label, run_spec
     from harness.registry import make_algo
-    from harness.plan import compose
-    from harness.records import run_id
+    from harness.storage.artifacts import config_hash
+    from harness.storage.records import run_id
 
     cfg = compose([*overrides, f"seed={seed}", f"warm_start.draw={draw}"])
     algo = make_algo(cfg)
@@ -186,12 +186,12 @@ def main(argv: list[str]) -> int:
     import pandas as pd
     from filelock import FileLock
 
-    from harness.pipeline import check_draw, load_task, run_spec
-    from harness.plan import compose
-    from harness.records import atomic_write
+    from harness.config.compose import compose
+    from harness.config.variants import variant_id
+    from harness.pipeline.stages import check_draw, load_task, run_spec
     from harness.registry import make_algo
-    from harness.report import write_reports
-    from harness.variants import variant_id
+    from harness.reporting.leaderboard import write_reports
+    from harness.storage.records import atomic_write
 
     try:
         opts, algos, rest = parse(argv)

@@ -37,7 +37,7 @@ class Task:
     prompt_template: str = prompts.PLAIN_TEMPLATE
     #: the chat-style instruction appended to the question
     instruction: str = prompts.BOXED_INSTRUCTION
-    #: whether grading is costly enough to be worth a process pool (harness/grade_parallel.py)
+    #: whether grading is costly enough to be worth a process pool (harness/generation/grade_parallel.py)
     parallel_grading: bool = False
     #: whether the task makes demonstrations of its own (``load_demos``: a procedural task's fresh problems);
     #: otherwise the demonstrations are ``n_demo`` problems cut from train

@@ -13,8 +13,8 @@ import json
 import random
 from pathlib import Path
 
+from harness.backbone.hub import hub_reachable
 from harness.errors import UserError
-from harness.hub import hub_reachable
 
 
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:

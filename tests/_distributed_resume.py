@@ -12,8 +12,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from algorithms.sft import SFT  # noqa: E402
-from harness.ranks import leave  # noqa: E402
-from harness.training import make_accelerator, train  # noqa: E402
+from harness.backbone.training import make_accelerator, train  # noqa: E402
+from harness.distributed.ranks import leave  # noqa: E402
 from tests.test_models import small  # noqa: E402
 from tests.test_training import cfg, examples  # noqa: E402
 
@@ -41,7 +41,7 @@ def main(out: str, ckpt: str, mode: str) -> None:
     if accelerator.is_main_process:
         torch.save({"steps": res["steps"], "params": torch.cat([p.detach().flatten() for p in res["model"].parameters()])},
                    out)
-    leave(0)  # as a job's process ends (harness.ranks.leave)
+    leave(0)  # as a job's process ends (harness.distributed.ranks.leave)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from algorithms._base import TrainData  # noqa: E402
-from harness.ranks import leave  # noqa: E402
+from harness.backbone.training import Learner, make_accelerator  # noqa: E402
+from harness.backbone.value_model import ValueModel  # noqa: E402
+from harness.distributed.ranks import leave  # noqa: E402
 from harness.registry import get_algorithm  # noqa: E402
-from harness.training import Learner, make_accelerator  # noqa: E402
-from harness.value_model import ValueModel  # noqa: E402
 from tests.test_accumulation import GradientStep, _defaults_for_tests, bank, examples_for, moved  # noqa: E402
 from tests.test_models import small  # noqa: E402
 
@@ -57,7 +57,7 @@ def main(out: str, specs: list[str]) -> None:
     results = {spec: update(spec, accelerator) for spec in specs}
     if accelerator.is_main_process:
         torch.save({"world": accelerator.num_processes, **results}, out)
-    leave(0)  # as a job's process ends (harness.ranks.leave)
+    leave(0)  # as a job's process ends (harness.distributed.ranks.leave)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import harness.bank
-import harness.checkpoints
-import harness.evaluation
-import harness.records
-import harness.training
+import harness.backbone.checkpoints
+import harness.backbone.training
+import harness.pipeline.bank
+import harness.pipeline.evaluation
+import harness.storage.records
 
 point, nth = sys.argv[1], int(sys.argv[2])
 seen = [0]
@@ -51,19 +51,19 @@ def before(owner, name):
 
 
 if point in ("warm_start", "train"):
-    after(harness.training.Learner, "step")
+    after(harness.backbone.training.Learner, "step")
 elif point == "bank":
-    before(harness.bank, "grade_many")
+    before(harness.pipeline.bank, "grade_many")
 elif point == "eval":
-    before(harness.evaluation, "grade_many")
+    before(harness.pipeline.evaluation, "grade_many")
 elif point == "checkpoint":
-    write = harness.checkpoints.atomic_write
+    write = harness.backbone.checkpoints.atomic_write
 
     def atomic_write(path, text):
-        if Path(path).name == harness.checkpoints.STEP:
+        if Path(path).name == harness.backbone.checkpoints.STEP:
             reached()
         write(path, text)
-    harness.checkpoints.atomic_write = atomic_write
+    harness.backbone.checkpoints.atomic_write = atomic_write
 elif point == "record":
     def atomic_write(path, text):
         path = Path(path)
@@ -77,7 +77,7 @@ elif point == "record":
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         tmp.write_text(text)
         return tmp
-    harness.records.atomic_write = atomic_write
+    harness.storage.records.atomic_write = atomic_write
 else:
     raise SystemExit(f"unknown point {point}")
 

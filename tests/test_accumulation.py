@@ -10,11 +10,11 @@ import torch
 from omegaconf import OmegaConf
 
 from algorithms._base import TrainData
+from harness.backbone.agent import fill_ref_logps
+from harness.backbone.sequences import collate, completion_logps
+from harness.backbone.training import Learner, make_accelerator
+from harness.backbone.value_model import ValueHead, ValueModel
 from harness.registry import available, get_algorithm
-from harness.sequences import collate, completion_logps
-from harness.agent import fill_ref_logps
-from harness.training import Learner, make_accelerator
-from harness.value_model import ValueHead, ValueModel
 from tests.test_models import small
 
 BATCH = 8

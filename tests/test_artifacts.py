@@ -1,4 +1,4 @@
-from harness.artifacts import ArtifactStore, config_hash
+from harness.storage.artifacts import ArtifactStore, config_hash
 
 
 def test_cache_miss_then_hit(tmp_path):

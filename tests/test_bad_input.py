@@ -2,11 +2,11 @@
 key (README's troubleshooting table, a row a test)."""
 import pytest
 
+from harness.config.compose import compose
+from harness.config.variants import variant_label
 from harness.errors import UserError
-from harness.pipeline import check_job, load_task, make_algo, run_spec
-from harness.plan import compose
-from harness.variants import variant_label
-from harness.warm_start import warm_start_spec
+from harness.pipeline.stages import check_job, load_task, make_algo, run_spec
+from harness.pipeline.warm_start import warm_start_spec
 from tests.conftest import run_cli
 
 
@@ -49,7 +49,7 @@ def test_one_line_before_hydra(arg, words):
 
 
 def test_an_empty_request_is_an_empty_result():
-    from harness.generation import HFEngine
+    from harness.generation.engines import HFEngine
     from tests.test_models import small
 
     tok, model = small()
@@ -100,7 +100,7 @@ def test_a_model_in_the_hub_cache_loads_while_the_hub_is_out_of_reach(tmp_path):
     code = """
 import sys
 from pathlib import Path
-from harness.models import build_tiny_model, load_model, load_tokenizer, train_tiny_tokenizer
+from harness.backbone.models import build_tiny_model, load_model, load_tokenizer, train_tiny_tokenizer
 snap = Path(sys.argv[1]) / "models--org--tiny" / "snapshots" / ("0" * 40)
 tok = train_tiny_tokenizer(["1 + 2 = 3"] * 20)
 build_tiny_model(tok, num_layers=1).save_pretrained(snap)

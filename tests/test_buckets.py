@@ -4,10 +4,10 @@ import copy
 
 import torch
 
-from harness.agent import Agent
-from harness.buckets import OVERHEAD, split
-from harness.sequences import collate
-from harness.value_model import ValueHead, ValueModel
+from harness.backbone.agent import Agent
+from harness.backbone.buckets import OVERHEAD, split
+from harness.backbone.sequences import collate
+from harness.backbone.value_model import ValueHead, ValueModel
 from tests.test_models import small
 
 

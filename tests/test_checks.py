@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from harness.checks import check_config
+from harness.config.checks import check_config
 from harness.errors import UserError
 
 

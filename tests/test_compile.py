@@ -7,11 +7,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from harness.agent import Agent
-from harness.checks import check_config
+from harness.backbone.agent import Agent
+from harness.backbone.sequences import collate
+from harness.backbone.value_model import ValueModel
+from harness.config.checks import check_config
 from harness.errors import UserError
-from harness.sequences import collate
-from harness.value_model import ValueModel
 from tests.test_models import small
 from tests.test_prefix import OUTPUTS, close, grouped
 

@@ -2,8 +2,8 @@
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness import compute
-from harness.models import build_tiny_model, train_tiny_tokenizer
+from harness.backbone import compute
+from harness.backbone.models import build_tiny_model, train_tiny_tokenizer
 from tests.test_models import TEXTS
 
 

@@ -1,11 +1,11 @@
-"""Accuracy against compute (``harness/curve.py``, ``harness/matched_compute.py``): learning curves on validation along training, and the
+"""Accuracy against compute (``harness/pipeline/curve.py``, ``harness/reporting/matched_compute.py``): learning curves on validation along training, and the
 leaderboard's validation accuracy at the compute every row reached."""
 import json
 
 import pandas as pd
 import pytest
 
-from harness import matched_compute as curve
+from harness.reporting import matched_compute as curve
 from tests.conftest import run_cli
 
 

@@ -157,7 +157,7 @@ def test_a_job_on_two_processes_gives_the_record_of_one(tmp_path, smoke_override
                 assert abs(ra["loss"] - rb["loss"]) <= 0.01 * max(abs(ra["loss"]), 0.1), (name, ra, rb)
         for key in ("accuracy", "accuracy_sampled", "gen_tokens", "n_train_examples"):
             assert a["metrics"][key] == b["metrics"][key], (name, key)
-        # not train_tokens: tokens are charged as computed (harness/agent.py _plan), and the computation differs by
+        # not train_tokens: tokens are charged as computed (harness/backbone/agent.py _plan), and the computation differs by
         # design: a prompt shared by rows on two processes runs on both, and ZeRO-3 shares prompts in every call
         # where one process takes the cheaper of that and length buckets (2026-12-07: DQO 2,411 vs 2,417, PPO
         # 20,566 vs 18,810)

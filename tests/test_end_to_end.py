@@ -122,7 +122,7 @@ def test_killing_a_sweep_stops_its_running_job(tmp_path, smoke_overrides):
         deadline = time.time() + 60
         while not jobs and time.time() < deadline:
             time.sleep(0.5)
-            jobs = [c for c in psutil.Process(sweep.pid).children() if "harness.launch" in " ".join(c.cmdline())]
+            jobs = [c for c in psutil.Process(sweep.pid).children() if "harness.pipeline.launch" in " ".join(c.cmdline())]
         assert jobs, "the sweep started no job process"
         time.sleep(3)  # let it get going
         sweep.send_signal(signal.SIGKILL)

@@ -1,16 +1,16 @@
-"""The shipped π_ref family (harness/family.py, docs/design.md §10): found by its recipe, its weights checked, used
+"""The shipped π_ref family (harness/pipeline/family.py, docs/design.md §10): found by its recipe, its weights checked, used
 by the default job, rebuilt from its recipe into the family's band."""
 import json
 import shutil
 
 import pytest
 
-from harness import family
+from harness.config.compose import compose
 from harness.errors import UserError
-from harness.pipeline import check_draw, load_task, run_spec, shipped_ref
-from harness.plan import compose
+from harness.pipeline import family
+from harness.pipeline.stages import check_draw, load_task, run_spec, shipped_ref
+from harness.pipeline.warm_start import recipe
 from harness.registry import make_algo
-from harness.warm_start import recipe
 from tests.conftest import ROOT, run_cli
 
 SHIPPED = sorted(family.ROOT.glob("*/draw-*/manifest.json"))
@@ -55,7 +55,7 @@ def test_a_run_key_names_the_shipped_weights_and_the_draw_is_no_variant(tmp_path
     other_draw = compose([*(f"{k}={v}" for k, v in [("model.warm_start_steps", 7),
                                                   ("warm_start.family_dir", cfg.warm_start.family_dir)]),
                           "warm_start.draw=1"])
-    from harness.variants import variant_id
+    from harness.config.variants import variant_id
 
     spec1 = run_spec(other_draw, algo)
     assert spec1["ref"] != spec["ref"]  # other weights: other runs (the run key hashes the whole spec)

@@ -10,8 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from harness import checkpoints
-from harness.artifacts import ArtifactStore
+from harness.backbone import checkpoints
+from harness.storage.artifacts import ArtifactStore
 from tests.conftest import ROOT, SMOKE, run_cli
 
 JOB = ["include_reference=false", *SMOKE]
@@ -171,7 +171,7 @@ find {disk} -name metrics.json -exec cat {{}} + > {tmp_path}/again.metrics
 def test_a_long_stage_saves_itself_by_default(monkeypatch):
     """``train.checkpoint_minutes`` (default 30) saves once that much wall time has passed, with no step count
     asked; ``checkpoint_every`` still saves on its multiples."""
-    from harness.plan import compose
+    from harness.config.compose import compose
 
     assert float(compose([]).train.checkpoint_minutes) > 0
     clock = [0.0]

@@ -1,5 +1,6 @@
-"""The house's imports: no module of the project imports itself back through others (at module level or inside a
-function), and rebuilding a leaderboard from CSVs loads no model stack."""
+"""The house's imports (docs/design.md §2): imports go down the layers of ``harness/``, no module of the project
+imports itself back through others (at module level or inside a function), commands do not import each other, and
+rebuilding a leaderboard from CSVs loads no model stack."""
 import ast
 import subprocess
 import sys
@@ -45,8 +46,34 @@ def test_no_import_cycles():
             visit(m, [m])
 
 
+#: harness/'s layers, bottom up (docs/design.md §2); a module imports only its own layer and those below
+LAYERS = ["api", "distributed", "storage", "generation", "backbone", "config", "pipeline", "reporting", "commands"]
+API = {"harness.options", "harness.registry", "harness.errors", "harness"}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    if module in API:
+        return "api"
+    if len(parts) > 2 or (len(parts) == 2 and (ROOT / "harness" / parts[1]).is_dir()):
+        return parts[1]
+    return "commands"
+
+
+def test_harness_imports_only_go_down_its_layers():
+    graph = {m: deps for m, deps in project_imports().items() if m.startswith("harness")}
+    packages = {p.name for p in (ROOT / "harness").iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(LAYERS) - {"api", "commands"}, "a new sub-package needs its place in LAYERS and design §2"
+    up = [f"{m} ({layer(m)}) imports {d} ({layer(d)})" for m, deps in sorted(graph.items()) for d in sorted(deps)
+          if d.startswith("harness") and LAYERS.index(layer(d)) > LAYERS.index(layer(m))]
+    assert not up, "imports that go up:\n" + "\n".join(up)
+    between = [f"{m} imports {d}" for m, deps in sorted(graph.items()) for d in sorted(deps)
+               if d.startswith("harness") and layer(m) == layer(d) == "commands" and m != "harness.__main__"]
+    assert not between, "commands that import commands:\n" + "\n".join(between)
+
+
 def test_the_report_loads_no_model_stack():
-    code = ("import sys, harness.report, harness.pairwise, harness.horizon; "
+    code = ("import sys, harness.report, harness.reporting.pairwise, harness.reporting.horizon; "
             "print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

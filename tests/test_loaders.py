@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.backbone.hub import hub_reachable
 from harness.errors import UserError
 from tasks import get_task
-from harness.hub import hub_reachable
 from tasks._loaders import load_hub, load_local, read_jsonl, subset
 from tests.conftest import SHARED_DATA
 

@@ -7,11 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import tasks._grading as grading
-from harness.grade_parallel import grade_many
+from harness.generation.grade_parallel import grade_many
 from tasks import get_task
 from tasks._grading import clean_latex, extract_math_answer, last_boxed, math_answers_equal, normalize_math_answer
 from tests.conftest import SHARED_DATA
-
 
 
 @pytest.fixture(scope="module")

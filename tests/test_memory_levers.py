@@ -7,12 +7,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from harness.backbone.memory import adapters_off, check_levers, trainable
+from harness.backbone.sequences import collate, completion_logps
+from harness.backbone.training import Learner, make_accelerator, mixed_precision
+from harness.backbone.value_model import ValueModel
 from harness.errors import UserError
-from harness.memory import adapters_off, check_levers, trainable
 from harness.registry import available, get_algorithm
-from harness.sequences import collate, completion_logps
-from harness.training import Learner, make_accelerator, mixed_precision
-from harness.value_model import ValueModel
 from tests.conftest import run_cli
 from tests.test_accumulation import _defaults_for_tests, bank, examples_for, moved
 from tests.test_models import small

@@ -1,8 +1,8 @@
 import torch
 
-from harness.generation import HFEngine
-from harness.models import build_tiny_model, load_model, load_tokenizer, train_tiny_tokenizer
-from harness.sequences import collate, completion_logps
+from harness.backbone.models import build_tiny_model, load_model, load_tokenizer, train_tiny_tokenizer
+from harness.backbone.sequences import collate, completion_logps
+from harness.generation.engines import HFEngine
 
 TEXTS = [f"Question: Ann has {i} pens. She buys {i % 9 + 1} more. How many pens does Ann have now?\n"
          f"Answer: {i} + {i % 9 + 1} = {i + i % 9 + 1}\n#### {i + i % 9 + 1}" for i in range(200)]

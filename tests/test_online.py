@@ -4,8 +4,8 @@ import json
 import pandas as pd
 import pytest
 
+from harness.backbone.online import online_plan, prompt_order
 from harness.errors import UserError
-from harness.online import online_plan, prompt_order
 from harness.registry import get_algorithm
 from tests.conftest import run_cli
 
@@ -78,7 +78,7 @@ def test_generated_token_budget_stops_early(tmp_path, smoke_overrides):
 def online_setup(tmp_path):
     from omegaconf import OmegaConf
 
-    from harness.generation import HFEngine
+    from harness.generation.engines import HFEngine
     from tasks import get_task
     from tests.test_models import small
 
@@ -99,9 +99,9 @@ def test_killed_online_run_resumes_to_the_same_result(tmp_path):
     import torch
 
     from algorithms.grpo import GRPO
-    from harness.compute import Meter
-    from harness.online import train_online
-    from harness.training import make_accelerator
+    from harness.backbone.compute import Meter
+    from harness.backbone.online import train_online
+    from harness.backbone.training import make_accelerator
 
     tok, model, task, cfg, HFEngine = online_setup(tmp_path)
     prompts = task.load_splits()["train"]

@@ -8,7 +8,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
-from harness.plan import GiB, arch, as_args, compose, main, plan, sizes
+from harness.config.compose import compose
+from harness.config.memory_plan import GiB, arch, as_args, plan, sizes
+from harness.plan import main
 from tests.conftest import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "configs"

@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from algorithms._base import per_example, per_token
-from algorithms._policy_gradient import (TOKEN_LEVEL, gae, group_advantages, grpo_loss, kl_shaped_rewards,
-                                         masked_mean, ppo_policy_loss, ppo_value_loss)
-from harness.training import reduce_terms
+from algorithms._policy_gradient import (
+    TOKEN_LEVEL,
+    gae,
+    group_advantages,
+    grpo_loss,
+    kl_shaped_rewards,
+    masked_mean,
+    ppo_policy_loss,
+    ppo_value_loss,
+)
+from harness.backbone.training import reduce_terms
 
 
 def batch(seed=0, B=3, T=5, lengths=(5, 3, 1)):

@@ -1,14 +1,14 @@
-"""Each prompt computed once (``harness/prefix.py``, docs/design.md §3): log-probs, values, extra outputs and gradients equal
+"""Each prompt computed once (``harness/backbone/prefix.py``, docs/design.md §3): log-probs, values, extra outputs and gradients equal
 those of the full padded pass within fp32 tolerance, on groups of completions sharing prompts of mixed lengths."""
 import copy
 
 import pytest
 import torch
 
-from harness import prefix
-from harness.agent import Agent
-from harness.sequences import collate
-from harness.value_model import ValueHead, ValueModel
+from harness.backbone import prefix
+from harness.backbone.agent import Agent
+from harness.backbone.sequences import collate
+from harness.backbone.value_model import ValueHead, ValueModel
 from tests.test_models import small
 
 OUTPUTS = ("entropy", "logsumexp")
@@ -120,7 +120,7 @@ def test_the_agent_falls_back_to_buckets_when_nothing_is_shared_or_under_gradien
 
 
 def test_batches_grouped_by_prompt_keep_each_prompts_examples_together():
-    from harness.training import step_batches
+    from harness.backbone.training import step_batches
 
     groups = [i // 8 for i in range(80)]  # 10 prompts x 8 samples, as a bank lists them
     batches = list(step_batches(80, 32, 5, seed=3, groups=groups))

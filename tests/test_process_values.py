@@ -1,8 +1,8 @@
-"""DQO's process supervision (harness/process_values.py, docs/design.md §4) on hand-made values: step boundaries are
+"""DQO's process supervision (harness/pipeline/process_values.py, docs/design.md §4) on hand-made values: step boundaries are
 the tokens that end a line, and the potential-based shaping telescopes to a constant per prompt."""
 import pytest
 
-from harness.process_values import boundaries, shaping
+from harness.pipeline.process_values import boundaries, shaping
 from tests.test_models import small
 
 

@@ -8,10 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from algorithms._base import TrainData
-from harness.generation import HFEngine
-from harness.logprob_gap import gap
+from harness.backbone.training import Learner, make_accelerator, train
+from harness.generation.engines import HFEngine
+from harness.generation.logprob_gap import gap
 from harness.registry import get_algorithm
-from harness.training import Learner, make_accelerator, train
 from tests.test_models import TEXTS, small
 
 CFG = dict(steps=1, batch_size=8, micro_batch_size=4, warmup_ratio=0.0, lr_schedule="constant", max_grad_norm=1.0,
@@ -49,7 +49,7 @@ def first_step(algo_name, bank, *, recompute: bool, precision="bf16", cfg=CFG):
                 s["ref_logps"] = None
     value = None
     if algo.needs_value_model:
-        from harness.value_model import ValueModel
+        from harness.backbone.value_model import ValueModel
 
         value = ValueModel(copy.deepcopy(model))
     examples = algo.build_examples(TrainData(bank=bank), __import__("random").Random(0))

@@ -1,8 +1,8 @@
 import pytest
 
+from harness.config.preflight import preflight
 from harness.errors import UserError
 from harness.registry import REFERENCE, available, get_algorithm, get_task_class
-from harness.run import preflight
 
 
 def test_available_lists_plugins_without_helpers():
@@ -52,7 +52,7 @@ def test_no_algorithm_imports_vllm():
     import subprocess
     import sys
 
-    code = ("import sys; from harness.registry import available, get_algorithm; import harness.pipeline; "
+    code = ("import sys; from harness.registry import available, get_algorithm; import harness.pipeline.stages; "
             "[get_algorithm(n) for n in available('algorithm')]; print('vllm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

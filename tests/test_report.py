@@ -1,8 +1,8 @@
 """The leaderboard a user reads: one row per algorithm *variant*, seeds averaged, never configs mixed."""
 import pandas as pd
 
-from harness.report import leaderboard
-from harness.variants import variant_id, variant_label
+from harness.config.variants import variant_id, variant_label
+from harness.reporting.leaderboard import leaderboard
 
 
 def _run(algo, seed, acc, variant="", vid="a"):
@@ -42,7 +42,7 @@ def test_variant_label_includes_overrides_read_through_interpolation():
     """`bank.n_prompts=500` changes an online run through `algo.prompt_pool: ${bank.n_prompts}`."""
     from omegaconf import OmegaConf
 
-    from harness.variants import interpolated_keys
+    from harness.config.variants import interpolated_keys
 
     cfg = OmegaConf.create({"bank": {"n_prompts": 500, "k": 8}, "seed": 0,
                             "algo": {"name": "grpo", "prompt_pool": "${bank.n_prompts}"}})
@@ -55,7 +55,7 @@ def test_variant_label_includes_overrides_read_through_interpolation():
 def test_report_writes_csv_markdown_and_plot_with_paired_delta(tmp_path):
     import json
 
-    from harness.report import write_reports
+    from harness.reporting.leaderboard import write_reports
 
     # reference solves items 0-49 of 100; dqo also solves 50-59 on every seed: +10 points, paired.
     for algo, seeds, solved in [("reference", [0, 1], 50), ("dqo", [0, 1, 2], 60)]:
@@ -78,7 +78,7 @@ def test_report_writes_csv_markdown_and_plot_with_paired_delta(tmp_path):
 
 
 def test_rows_are_read_against_the_baseline_run_with_the_same_shared_settings():
-    from harness.report import matching_row
+    from harness.reporting.leaderboard import matching_row
 
     rows = [_run("reference", 0, 0.4, "", "r0"), _run("reference", 0, 0.5, "task.n_test=50", "r1"),
             _run("dqo", 0, 0.6, "task.n_test=50 train.steps=5", "d1"), _run("dqo", 0, 0.6, "algo.lam=0", "d2")]
@@ -90,8 +90,8 @@ def test_rows_are_read_against_the_baseline_run_with_the_same_shared_settings():
 
 
 def test_p_values_are_holm_adjusted_per_block_and_the_markdown_says_which_survive():
-    from harness.report import holm
-    from harness.report_views import markdown
+    from harness.reporting.leaderboard import holm
+    from harness.reporting.report_views import markdown
 
     board = pd.DataFrame({"task": "arith", "model": "tiny", "algo": ["reference", "dqo", "dpo", "kto"],
                           "variant": "", "baseline": [None, "reference", "reference", "reference"],
@@ -109,7 +109,7 @@ def test_p_values_are_holm_adjusted_per_block_and_the_markdown_says_which_surviv
 
 
 def test_a_row_is_set_by_hand_only_when_it_overrides_one_of_the_algorithms_own_options():
-    from harness.report import chosen_by
+    from harness.reporting.leaderboard import chosen_by
 
     assert chosen_by(pd.Series([""])) == "defaults"
     assert chosen_by(pd.Series(["eval.every=50 train.steps=100"])) == "defaults"  # the whole comparison's settings
@@ -120,7 +120,7 @@ def test_a_row_is_set_by_hand_only_when_it_overrides_one_of_the_algorithms_own_o
 def test_pairwise_takes_each_algorithms_tuned_row_puts_the_better_first_and_holm_adjusts():
     import numpy as np
 
-    from harness.pairwise import pairwise
+    from harness.reporting.pairwise import pairwise
 
     rng = np.random.default_rng(0)
     solved = {"reference": 100, "dpo": 100, "dqo": 160}  # of 400 items; dqo's extra 60 on every seed
@@ -151,7 +151,7 @@ def test_draws_are_a_factor_each_run_read_against_its_own_pi_ref_with_power_and_
     shows the gain where it is (the long chains, beyond the training range)."""
     import json
 
-    from harness.report import write_reports
+    from harness.reporting.leaderboard import write_reports
 
     n = 400
     length = {f"q{i}": 1 + i % 4 for i in range(n)}  # chain lengths 1-4; training reached 3

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from harness.generation import HFEngine
-from harness.sampling import GumbelSampler, request_keys, uniforms
+from harness.generation.engines import HFEngine
+from harness.generation.sampling import GumbelSampler, request_keys, uniforms
 from tests.test_models import TEXTS, small
 
 

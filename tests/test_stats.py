@@ -1,7 +1,7 @@
 """Confidence intervals and the paired test on inputs whose answer is known."""
 import numpy as np
 
-from harness.stats import bootstrap_ci, paired_bootstrap
+from harness.reporting.stats import bootstrap_ci, paired_bootstrap
 
 
 def test_ci_of_a_constant_is_a_point_and_ci_covers_the_mean():
@@ -49,7 +49,7 @@ def test_pairing_makes_a_small_consistent_gain_significant():
 
 
 def test_enough_replicates_that_a_clear_difference_survives_holm_over_many_pairs():
-    from harness.stats import n_boot_for
+    from harness.reporting.stats import n_boot_for
 
     base = np.zeros((3, 200))
     better = np.ones((3, 200))
@@ -66,7 +66,7 @@ def _draws(offsets, n_seeds=3, n_items=600, p=0.5, seed=0):
 
 
 def test_a_spread_between_draws_widens_the_ci_and_shows_in_the_components():
-    from harness.stats import variance_components
+    from harness.reporting.stats import variance_components
 
     same, spread = _draws([0, 0, 0, 0]), _draws([-0.1, 0.0, 0.05, 0.1])
     lo1, hi1 = bootstrap_ci(same)
@@ -89,7 +89,7 @@ def test_pairing_by_draw_sees_a_gain_that_the_draws_spread_would_hide():
 
 
 def test_mde_follows_the_paired_binary_formula_and_grows_with_holm():
-    from harness.stats import mde
+    from harness.reporting.stats import mde
 
     n, psi = 2000, 0.1  # 2.8·sqrt(psi/n) at alpha 0.05, 80% power: about 2 points
     assert abs(mde(np.sqrt(psi / n)) - 2.8 * np.sqrt(psi / n)) < 2e-4

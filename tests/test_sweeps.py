@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from harness.gpu_slots import gpu_slot, gpus_per_job
+from harness.distributed.gpu_slots import gpu_slot, gpus_per_job
 from tests.conftest import run_cli
 
 

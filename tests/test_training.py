@@ -5,7 +5,7 @@ import torch
 from omegaconf import OmegaConf
 
 from algorithms.sft import SFT
-from harness.training import make_accelerator, step_batches, train
+from harness.backbone.training import make_accelerator, step_batches, train
 from tests.test_models import small
 
 

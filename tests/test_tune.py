@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from harness.errors import UserError
-from harness.pipeline import split_train
+from harness.pipeline.stages import split_train
 from harness.registry import available
 from harness.tune import draws, parse, space
-from tests.conftest import ROOT, SMOKE
 from tasks import get_task
+from tests.conftest import ROOT, SMOKE
 
 
 def test_the_validation_split_is_disjoint_and_leaves_demos_and_rl_prompts_as_they_were():

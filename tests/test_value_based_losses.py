@@ -78,7 +78,7 @@ def test_apo_loss_and_gradient_equal_trl_a2po(tmp_path):
     from trl.experimental.a2po import A2POConfig, A2POTrainer
 
     from algorithms.apo import APO
-    from harness.sequences import collate, completion_logps
+    from harness.backbone.sequences import collate, completion_logps
     from tests.test_models import small
 
     tok, model = small()

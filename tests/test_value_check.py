@@ -4,7 +4,7 @@ import json
 import torch
 from datasets import Dataset
 
-from harness.value_check import value_correlation
+from harness.pipeline.value_check import value_correlation
 
 
 class TokenValue(torch.nn.Module):

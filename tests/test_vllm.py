@@ -3,9 +3,9 @@ agree with the trainer's forward pass, and pushed weights change what it samples
 import pytest
 import torch
 
+from harness.backbone.sequences import collate, completion_logps
 from harness.errors import UserError
-from harness.generation import make_engine
-from harness.sequences import collate, completion_logps
+from harness.generation.engines import make_engine
 from tests.test_models import TEXTS, small
 
 

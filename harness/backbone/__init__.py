@@ -1,0 +1,1 @@
+"""The training backbone every algorithm shares (docs/design.md §3, §6): models and their sources, sequences and batching, the Agent (policy + value model), the Learner and the online loop, memory levers, compute accounting, checkpoints."""

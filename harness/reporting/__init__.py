@@ -1,0 +1,1 @@
+"""From run records to the leaderboard (docs/design.md §5, §11): per-item scores, the hierarchical bootstrap, Holm, power, pairwise tables, the horizon axis, matched compute, the Markdown table and the plot. Loads no model stack."""
