@@ -164,11 +164,6 @@ class Algorithm:
         training forward before the first update (``Learner.fill_reference``); online, it keeps a frozen π_ref."""
         return True
 
-    @property
-    def process_alpha(self) -> float | None:
-        """α of Monte-Carlo process-value shaping (``harness/pipeline/process_values.py``), or None: not used."""
-        return None
-
     def prepare(self, data: TrainData) -> None:
         """Called once before training, with the data the run has (the bank, when ``needs_bank``)."""
 
@@ -181,6 +176,22 @@ class Algorithm:
 
     def loss(self, batch, stats: dict[str, torch.Tensor]) -> tuple[dict[str, Term], dict[str, float]]:
         raise NotImplementedError
+
+
+class ProcessShaped:
+    """An algorithm that can train on Monte-Carlo process-value shaping (``harness/pipeline/process_values.py``,
+    design §4): the backbone builds the process values when ``process_alpha`` is not None and adds the shaping
+    to the bank's samples. Declared by inheriting this, so no other algorithm carries the hook."""
+
+    @property
+    def process_alpha(self) -> float | None:
+        """α of the shaping r_h += α·(v̂(s_{h+1}) − v̂(s_h)), or None: not used in this run."""
+        raise NotImplementedError
+
+
+def process_alpha(algo) -> float | None:
+    """The shaping α an algorithm asks for, or None (every algorithm that does not declare ``ProcessShaped``)."""
+    return algo.process_alpha if isinstance(algo, ProcessShaped) else None
 
 
 class TrajectoryAlgorithm(Algorithm):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms._base import TrajectoryAlgorithm, ValueModelOptions, per_example
+from algorithms._base import ProcessShaped, TrajectoryAlgorithm, ValueModelOptions, per_example
 from harness.options import option
 from harness.registry import register_algorithm
 
@@ -93,7 +93,7 @@ def dqo_loss(logps, ref_logps, values, rewards, mask, *, beta, lam=1.0, is_clip=
 
 
 @register_algorithm("dqo")
-class DQO(TrajectoryAlgorithm):
+class DQO(ProcessShaped, TrajectoryAlgorithm):
     """Trains on every bank sample (correct and incorrect), one trajectory per example."""
 
     Options = DQOOptions

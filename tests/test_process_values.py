@@ -36,3 +36,15 @@ def test_shaping_telescopes_to_minus_alpha_times_the_start_value(values, start):
 def test_a_step_that_raises_the_chance_of_success_is_rewarded_and_one_that_lowers_it_is_penalised():
     r = shaping(6, 0.5, {1: 0.9, 3: 0.1}, 1.0)
     assert r[1] == pytest.approx(0.4) and r[3] == pytest.approx(-0.8) and r[5] == pytest.approx(-0.1)
+
+
+def test_only_an_algorithm_that_declares_process_shaping_gets_process_values():
+    from algorithms._base import ProcessShaped, process_alpha
+    from harness.registry import available, get_algorithm
+
+    declared = [n for n in available("algorithm") if issubclass(get_algorithm(n), ProcessShaped)]
+    assert declared == ["dqo"]
+    dqo = get_algorithm("dqo")
+    assert process_alpha(dqo(process_values=True, process_alpha=0.5)) == 0.5
+    assert process_alpha(dqo(process_values=False)) is None and process_alpha(get_algorithm("dpo")()) is None
+    assert not hasattr(get_algorithm("dpo")(), "process_alpha")  # the hook is no longer on every algorithm

@@ -18,7 +18,7 @@ from accelerate.utils import DistributedType
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
-from algorithms._base import TrainData
+from algorithms._base import TrainData, process_alpha
 from harness.backbone import compute
 from harness.backbone.agent import fill_ref_logps
 from harness.backbone.hub import local_model_path, model_source
@@ -137,7 +137,7 @@ def check_draw(cfg, task) -> None:
 def run_spec(cfg, algo) -> dict:
     """Exactly the config sections this run's result depends on: its key."""
     sections = list(_BASE_SECTIONS) + (["train"] if algo.trains else []) + (["bank"] if algo.needs_bank else [])
-    if algo.process_alpha is not None:
+    if process_alpha(algo) is not None:
         sections.append("process")
     if algo.needs_value_model:
         sections.append("value_check")
@@ -406,7 +406,7 @@ def rollout_bank(job: Job, rl_prompts: list[dict]) -> list[dict]:
         for g in bank:
             for smp in g["samples"]:
                 smp["ref_logps"] = None
-    if job.algo.process_alpha is not None:
+    if process_alpha(job.algo) is not None:
         job.used["process_values"] = add_process_values(job, bank_spec, bank)
     return bank
 
@@ -438,7 +438,7 @@ def add_process_values(job: Job, bank_spec: dict, bank: list[dict]) -> dict:
         start = sum(s["reward"] for s in g["samples"]) / len(g["samples"])
         for s in g["samples"]:
             s["shaping"] = shaping(len(s["completion_ids"]), start, values[(g["prompt_id"], s["sample"])],
-                                   job.algo.process_alpha)
+                                   process_alpha(job.algo))
     return {**meta, "path": str(path), "hit": hit}
 
 
