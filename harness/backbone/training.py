@@ -32,13 +32,18 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 
 
+def check_precision(precision: str) -> None:
+    """``train.precision`` names a precision (whether this machine can run it is ``mixed_precision``'s question)."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise UserError(f"train.precision={precision!r}: valid values are auto, {', '.join(PRECISIONS)}")
+
+
 def mixed_precision(precision: str = "auto") -> str:
     """accelerate's ``mixed_precision`` for ``train.precision``: ``auto`` is bf16 on a GPU and fp32 on a CPU."""
+    check_precision(precision)
     cuda = torch.cuda.is_available()
     if precision == "auto":
         return "bf16" if cuda else "no"
-    if precision not in PRECISIONS:
-        raise UserError(f"train.precision={precision!r}: valid values are auto, {', '.join(PRECISIONS)}")
     if precision == "fp16" and not cuda:
         raise UserError("train.precision=fp16 needs a GPU (fp16 autocast is GPU-only); use bf16 or fp32 on a CPU")
     return PRECISIONS[precision]
