@@ -13,21 +13,19 @@ metered in its own ``rollout`` stage; optimisation in ``train``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
 
 import torch
-from tqdm.auto import tqdm
 
-from harness.backbone import checkpoints, compute
+from harness.backbone import compute
 from harness.backbone.agent import Agent
 from harness.backbone.compute import mean_length, train_stage_flops
 from harness.backbone.memory import adapters_off
 from harness.backbone.sequences import collate
-from harness.backbone.training import Learner, check_batch_sizes, log_step, prompt_groups, shuffled
+from harness.backbone.training import Learner, Loop, check_batch_sizes, prompt_groups, shuffled
 from harness.errors import UserError
 from harness.generation import logprob_gap
 from harness.generation.grade_parallel import grade_many
@@ -74,8 +72,8 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
     learner = Learner(model, algo, cfg.train, steps=plan["steps"], seed=seed, pad_id=pad_id,
                       accelerator=accelerator, value_model=value_model)
     # A checkpoint is taken at an iteration boundary; what follows it is a pure function of the seed.
-    start = learner.resume(ckpt_dir)
-    saved = json.loads((ckpt_dir / LOG).read_text()) if start and (ckpt_dir / LOG).exists() else {}
+    loop = Loop(learner, cfg.train, ckpt_dir, LOG, plan["steps"], desc)
+    start, saved = loop.start, loop.saved or {}
     for name, counts in saved.get("meter", {}).items():  # the stages' tokens, FLOPs and time before the checkpoint
         rec = meter.stages.setdefault(name, {"wall_s": 0.0, "gen_tokens": 0, "train_tokens": 0, "flops": 0.0})
         rec.update({k: rec.get(k, 0) + v for k, v in counts.items()})
@@ -83,8 +81,6 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
              algo.name, plan["iterations"], per_iter, g, plan["epochs"], plan["steps"], bsz)
     history, rollouts = saved.get("history", []), saved.get("rollouts", [])
     step, gen_tokens = 0, saved.get("gen_tokens", 0)
-    schedule = checkpoints.Schedule(cfg.train.checkpoint_every, cfg.train.get("checkpoint_minutes"))
-    bar = tqdm(total=plan["steps"], initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
     for it in range(plan["iterations"]):
         batch = [pool[i] for i in order[it * per_iter:it * per_iter + plan["iteration_sizes"][it]]]
         if step < start:  # resuming: this iteration's steps are in the checkpoint already
@@ -114,7 +110,7 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
                     rec = learner.step([examples[i] for i in idx[k:k + bsz]], step)
                     rec.update(iteration=it + 1, epoch=epoch + 1)
                     history.append(rec)
-                    log_step(cfg.train, desc, rec, plan["steps"])
+                    loop.log(rec)
                     stopped = algo.stop_epochs(rec)
             trained = learner.tokens - tokens0
             st.update(train_tokens=st["train_tokens"] + trained,
@@ -124,25 +120,20 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
         rollouts.append(info)
         if on_step is not None and history:
             history[-1].update(on_step(step, plan["steps"], learner) or {})
-        bar.update(step - bar.n)
-        bar.set_postfix(reward=f"{info['reward_mean']:.3f}", gen_tok=gen_tokens)
+        loop.bar.update(step - loop.bar.n)
+        loop.bar.set_postfix(reward=f"{info['reward_mean']:.3f}", gen_tok=gen_tokens)
         log.info("%s iteration %d/%d: reward %.3f, %d generated tokens (%d in all), %.1f s sampling",
                  algo.name, it + 1, plan["iterations"], info["reward_mean"], info["gen_tokens"], gen_tokens,
                  info["rollout_s"])
-        if ckpt_dir and it + 1 < plan["iterations"] and schedule.due(step, it_start):
-            counted = {name: {k: meter.stages[name][k] for k in ("wall_s", "gen_tokens", "train_tokens", "flops")}
-                       for name in ("rollout", "train")}
-            learner.checkpoint(ckpt_dir, step, {LOG: json.dumps({"history": history, "rollouts": rollouts,
-                                                                 "gen_tokens": gen_tokens, "meter": counted})})
-            schedule.saved()
+        counted = {name: {k: meter.stages[name][k] for k in ("wall_s", "gen_tokens", "train_tokens", "flops")}
+                   for name in ("rollout", "train")}
+        loop.checkpoint(step, it_start, {"history": history, "rollouts": rollouts, "gen_tokens": gen_tokens,
+                                         "meter": counted}, last=it + 1 == plan["iterations"])
         if plan["gen_token_cap"] is not None and gen_tokens >= plan["gen_token_cap"]:
             log.info("%s: generation budget of %d tokens reached after iteration %d", algo.name,
                      plan["gen_token_cap"], it + 1)
             break
-    bar.close()
-    return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
-            "forward_tokens": learner.forward_tokens, "value_model": learner.critic, "rollouts": rollouts,
-            "plan": plan, "gen_tokens": gen_tokens}
+    return loop.result(history, rollouts=rollouts, plan=plan, gen_tokens=gen_tokens)
 
 
 @torch.no_grad()

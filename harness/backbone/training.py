@@ -385,28 +385,53 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
     groups = prompt_groups(examples, algo.slots) if cfg.get("group_by_prompt") else None
     if algo.needs_ref and not algo.online:  # before a checkpoint's weights are loaded: the policy is still π_ref
         learner.fill_reference(examples, step_batches(len(examples), bsz, steps, seed, groups))
-    start = learner.resume(ckpt_dir)
-    history = json.loads((ckpt_dir / HISTORY).read_text()) if start and (ckpt_dir / HISTORY).exists() else []
-    schedule = checkpoints.Schedule(cfg.checkpoint_every, cfg.get("checkpoint_minutes"))
-    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
+    loop = Loop(learner, cfg, ckpt_dir, HISTORY, steps, desc)
+    history = loop.saved or []
     t0 = time.perf_counter()
     for step, idx in enumerate(step_batches(len(examples), bsz, steps, seed, groups), start=1):
-        if step <= start:
+        if step <= loop.start:
             continue
         rec = learner.step([examples[i] for i in idx], step)
         if on_step is not None:
             rec.update(on_step(step, steps, learner) or {})
         history.append(rec)
-        bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{learner.tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
-        bar.update(1)
-        log_step(cfg, desc, rec, steps)
-        if ckpt_dir is not None and step < steps and schedule.due(step, step - 1):
-            learner.checkpoint(ckpt_dir, step, {HISTORY: json.dumps(history)})
-            schedule.saved()
-    bar.close()
-    return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
-            "forward_tokens": learner.forward_tokens, "steps": steps - start, "value_model": learner.critic,
-            "policy_state": learner.policy_state_dict}
+        loop.bar.set_postfix(loss=f"{rec['loss']:.4f}",
+                             tok_s=f"{learner.tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
+        loop.bar.update(1)
+        loop.log(rec)
+        loop.checkpoint(step, step - 1, history, last=step == steps)
+    return loop.result(history, steps=steps - loop.start, policy_state=learner.policy_state_dict)
+
+
+class Loop:
+    """What the offline and the online loop share around their steps: resuming (the Learner's state, then the
+    loop's own record saved beside the checkpoint), the progress bar, the step log, checkpoints on their schedule
+    and what a loop returns."""
+
+    def __init__(self, learner: Learner, cfg, ckpt_dir: Path | None, saved_name: str, total: int, desc: str):
+        self.learner, self.cfg, self.ckpt_dir, self.saved_name, self.total, self.desc = \
+            learner, cfg, ckpt_dir, saved_name, total, desc
+        self.start = learner.resume(ckpt_dir)
+        saved = ckpt_dir / saved_name if ckpt_dir is not None else None
+        self.saved = json.loads(saved.read_text()) if self.start and saved.exists() else None
+        self.schedule = checkpoints.Schedule(cfg.checkpoint_every, cfg.get("checkpoint_minutes"))
+        self.bar = tqdm(total=total, initial=self.start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
+
+    def log(self, rec: dict) -> None:
+        log_step(self.cfg, self.desc, rec, self.total)
+
+    def checkpoint(self, step: int, since: int, record, last: bool) -> None:
+        """A checkpoint at ``step`` with ``record`` (JSON) beside it, when one is due since step ``since``; never
+        after the last step (the run's own record follows at once)."""
+        if self.ckpt_dir is not None and not last and self.schedule.due(step, since):
+            self.learner.checkpoint(self.ckpt_dir, step, {self.saved_name: json.dumps(record)})
+            self.schedule.saved()
+
+    def result(self, history: list[dict], **extra) -> dict:
+        self.bar.close()
+        lr = self.learner
+        return {"model": lr.policy, "history": history, "train_tokens": lr.tokens, "forward_tokens": lr.forward_tokens,
+                "value_model": lr.critic, **extra}
 
 
 def log_step(cfg, desc: str, rec: dict, steps: int) -> None:
