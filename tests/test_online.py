@@ -111,7 +111,7 @@ def test_killed_online_run_resumes_to_the_same_result(tmp_path):
     def run(algo, ckpt):
         m = copy.deepcopy(model)
         return train_online(algo, prompts, task, HFEngine(m, tok, batch_size=16), model=m, ref_model=None,
-                            value_model=None, cfg=cfg, seed=0, pad_id=tok.pad_token_id,
+                            value_model=None, cfg=cfg.train, max_new_tokens=int(cfg.model.max_new_tokens), seed=0, pad_id=tok.pad_token_id,
                             accelerator=make_accelerator(), meter=Meter(), ckpt_dir=ckpt)
 
     full = run(GRPO(**opts), None)

@@ -57,22 +57,24 @@ def prompt_order(n_pool: int, n_needed: int, seed: int) -> list[int]:
     return out[:n_needed]
 
 
-def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, value_model, cfg, seed: int,
-                 pad_id: int, accelerator, meter, ckpt_dir=None, desc: str = "train", on_step=None) -> dict:
-    """Run the online loop; returns what ``training.train`` returns plus the rollout log. ``on_step(step, steps,
-    learner)`` is called after each iteration; the fields it returns join the iteration's last step record."""
-    plan = online_plan(algo, int(cfg.train.batch_size))
-    bsz = int(cfg.train.batch_size)
-    check_batch_sizes(plan["steps"], bsz, int(cfg.train.micro_batch_size or bsz))
+def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, value_model, cfg, max_new_tokens: int,
+                 seed: int, pad_id: int, accelerator, meter, ckpt_dir=None, desc: str = "train", on_step=None) -> dict:
+    """Run the online loop; returns what ``training.train`` returns plus the rollout log. ``cfg``: the ``train``
+    section (the Learner's settings, as ``training.train`` takes them); ``max_new_tokens``: the rollouts' length
+    cap. ``on_step(step, steps, learner)`` is called after each iteration; the fields it returns join the
+    iteration's last step record."""
+    plan = online_plan(algo, int(cfg.batch_size))
+    bsz = int(cfg.batch_size)
+    check_batch_sizes(plan["steps"], bsz, int(cfg.micro_batch_size or bsz))
     pool = [p for p in prompts[: plan["prompt_pool"]] if algo.keep_prompt(p["id"])]
     if not pool:
         raise UserError(f"{algo.name}: no RL prompts to sample from; raise algo.prompt_pool or task.n_train")
     g, per_iter = plan["n_samples"], plan["prompts_per_iter"]
     order = prompt_order(len(pool), plan["budget_prompts"], seed)
-    learner = Learner(model, algo, cfg.train, steps=plan["steps"], seed=seed, pad_id=pad_id,
+    learner = Learner(model, algo, cfg, steps=plan["steps"], seed=seed, pad_id=pad_id,
                       accelerator=accelerator, value_model=value_model)
     # A checkpoint is taken at an iteration boundary; what follows it is a pure function of the seed.
-    loop = Loop(learner, cfg.train, ckpt_dir, LOG, plan["steps"], desc)
+    loop = Loop(learner, cfg, ckpt_dir, LOG, plan["steps"], desc)
     start, saved = loop.start, loop.saved or {}
     for name, counts in saved.get("meter", {}).items():  # the stages' tokens, FLOPs and time before the checkpoint
         rec = meter.stages.setdefault(name, {"wall_s": 0.0, "gen_tokens": 0, "train_tokens": 0, "flops": 0.0})
@@ -90,7 +92,7 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
         with meter.stage("rollout") as st:
             t0 = time.perf_counter()
             engine.load_weights(learner.policy)
-            seqs, info = _rollout(algo, batch, task, engine, learner, ref_model, g, cfg, seed * 1_000_003 + it,
+            seqs, info = _rollout(algo, batch, task, engine, learner, ref_model, g, max_new_tokens, seed * 1_000_003 + it,
                                   pad_id, accelerator.device)
             examples = algo.rollout_examples(seqs, g)
             gen_tokens += info["gen_tokens"]
@@ -101,7 +103,7 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
             stopped = False
             for epoch in range(plan["epochs"]):
                 idx = shuffled(len(examples), random.Random(seed * 7919 + it * 31 + epoch),
-                               prompt_groups(examples, algo.slots) if cfg.train.get("group_by_prompt") else None)
+                               prompt_groups(examples, algo.slots) if cfg.get("group_by_prompt") else None)
                 for k in range(0, len(idx), bsz):
                     step += 1
                     if stopped:  # early stop: the schedule still advances, so its length stays the budget's
@@ -137,9 +139,8 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
 
 
 @torch.no_grad()
-def _rollout(algo, prompts, task, engine, learner, ref_model, g, cfg, seed, pad_id, device):
+def _rollout(algo, prompts, task, engine, learner, ref_model, g, max_new, seed, pad_id, device):
     """One rollout batch: ``g`` graded samples per prompt with old/ref log-probs and old values."""
-    max_new = int(cfg.model.max_new_tokens)
     groups = engine.generate([task.prompt(ex) for ex in prompts], n=g, temperature=1.0, top_p=1.0,
                              max_new_tokens=max_new, seed=seed, desc="rollout")
     pairs = [(ex, s) for ex, group in zip(prompts, groups) for s in group]

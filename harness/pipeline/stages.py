@@ -537,7 +537,8 @@ def train_online_stage(job: Job, rl_prompts: list[dict], run_dir: Path) -> Train
     curve = make_curve(job, lambda _: (sum(stages.get(n, {}).get("flops", 0.0) for n in ("rollout", "train")),
                                        stages.get("rollout", {}).get("gen_tokens", 0)))
     res = train_online(algo, rl_prompts, job.task, job.engine, model=trainable(job.model, mcfg), ref_model=ref_model,
-                       value_model=make_value_model(job), cfg=job.cfg, seed=job.seed, pad_id=job.tok.pad_token_id,
+                       value_model=make_value_model(job), cfg=job.cfg.train,
+                       max_new_tokens=int(job.cfg.model.max_new_tokens), seed=job.seed, pad_id=job.tok.pad_token_id,
                        accelerator=job.accelerator, meter=job.meter, ckpt_dir=run_dir / "checkpoint",
                        desc=f"train {algo.name}", on_step=curve)
     if curve is not None:
