@@ -429,9 +429,9 @@ class Loop:
 
     def result(self, history: list[dict], **extra) -> dict:
         self.bar.close()
-        lr = self.learner
-        return {"model": lr.policy, "history": history, "train_tokens": lr.tokens, "forward_tokens": lr.forward_tokens,
-                "value_model": lr.critic, **extra}
+        learner = self.learner
+        return {"model": learner.policy, "history": history, "train_tokens": learner.tokens,
+                "forward_tokens": learner.forward_tokens, "value_model": learner.critic, **extra}
 
 
 def log_step(cfg, desc: str, rec: dict, steps: int) -> None:
