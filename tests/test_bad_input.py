@@ -30,6 +30,8 @@ def test_operational_options_change_no_key_nor_label(option):
     (["task.n_val=5000"], "task.n_val=5000 leaves no RL prompts in a train split of 5000"),
     (["eval.split=dev"], "eval.split='dev': valid values are test"),
     (["eval.every=5", "task.n_val=0"], "task.n_val must be > 0"),
+    (["warm_start.draw=-1"], "warm_start.draw=-1 is out of range: it must be >= 0"),
+    (["warm_start.draw=9"], "warm_start.draw=9: family arith-tiny ships draws 0, 1, 2, 3, 4"),
 ])
 def test_checked_before_any_work(overrides, words):
     with pytest.raises(UserError, match=words):

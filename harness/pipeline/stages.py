@@ -113,10 +113,15 @@ def family_root(cfg) -> Path:
     return Path(cfg.warm_start.family_dir) if cfg.warm_start.get("family_dir") else family.ROOT
 
 
+def looks_for_family(cfg) -> bool:
+    """π_ref may come from a shipped family: not a model used as it is, nor a draw rebuilt on purpose."""
+    return not ((cfg.model.name_or_path and int(cfg.warm_start.steps) == 0) or cfg.warm_start.rebuild)
+
+
 def shipped_ref(cfg, task=None) -> family.Draw | None:
     """The shipped π_ref this config loads (``harness/pipeline/family.py``), or None: a model used as it is, a rebuild, or no
     shipped family with this config's warm-start recipe."""
-    if (cfg.model.name_or_path and int(cfg.warm_start.steps) == 0) or cfg.warm_start.rebuild:
+    if not looks_for_family(cfg):
         return None
     return family.find(recipe(cfg, task or load_task(cfg)[0]), int(cfg.warm_start.draw), family_root(cfg))
 
@@ -124,7 +129,7 @@ def shipped_ref(cfg, task=None) -> family.Draw | None:
 def check_draw(cfg, task) -> None:
     """A ``warm_start.draw`` that the matching shipped family lacks stops here: loading it would silently mean
     building it from the recipe (about 25 minutes on 2 cores) instead of loading a shipped π_ref."""
-    if (cfg.model.name_or_path and int(cfg.warm_start.steps) == 0) or cfg.warm_start.rebuild:
+    if not looks_for_family(cfg):
         return
     shipped = family.members(recipe(cfg, task), family_root(cfg))
     draw = int(cfg.warm_start.draw)
@@ -167,8 +172,8 @@ def check_job(cfg: DictConfig):
     if cfg.model.name_or_path:
         model_source(str(cfg.model.name_or_path))
     get_algorithm(str(cfg.warm_start.algo))  # the plug-in that trains π_ref: a typo stops here, not after the data
-    check_draw(cfg, task)
     check_config(cfg)
+    check_draw(cfg, task)  # after the ranges: warm_start.draw=-1 is out of range, not an unshipped draw
     if cfg.eval.split not in ("test", "val"):
         raise UserError(f"eval.split={cfg.eval.split!r}: valid values are test (report) and val (tuning)")
     n_train = cfg.task.get("n_train")  # a split size known before loading: the split is checked now, not after work
