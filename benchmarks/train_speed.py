@@ -185,7 +185,7 @@ def algo_learner(name: str, model, tok, bank: list[dict], batch: int, compiled: 
     from harness.config.compose import compose
     from harness.registry import make_algo
 
-    algo = make_algo(compose([f"algo={name}"]))  # its yaml's options, as a job gets them
+    algo = make_algo(compose([f"algo={name}"]).algo)  # its yaml's options, as a job gets them
     data = TrainData(bank=bank)
     algo.prepare(data)
     if algo.online:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from harness.backbone.models import load_model, load_tokenizer
 from harness.backbone.training import make_accelerator
 from harness.config.compose import compose
+from harness.config.schema import Eval
 from harness.errors import UserError
 from harness.generation.engines import make_engine
 from harness.pipeline import family
@@ -42,7 +42,7 @@ BAND_MARGIN = 0.02  # a rebuilt draw is within the family's band if within 2 poi
 
 
 def family_name(cfg) -> str:
-    return f"{cfg.task.name}-{cfg.model.name}"
+    return f"{cfg.task['name']}-{cfg.model.name}"
 
 
 def git_commit() -> str:
@@ -65,8 +65,7 @@ def measure(cfg, task, path: Path, splits: dict, rl_prompts: list[dict], seed: i
     task.bind_tokenizer(tok)
     model = load_model(str(path)).eval()
     engine = make_engine("hf", model, tok, batch_size=int(cfg.generation.batch_size))
-    ev = OmegaConf.create({"k": PASS_K, "temperature": 1.0, "top_p": 1.0, "n_sampled": None,
-                           "max_new_tokens": int(cfg.eval.max_new_tokens)})
+    ev = Eval(k=PASS_K, temperature=1.0, top_p=1.0, n_sampled=None, max_new_tokens=cfg.eval.max_new_tokens)
     metrics, _, _ = evaluate(engine, task, splits["test"], ev, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         bank = build_bank(engine, task, rl_prompts[: int(cfg.bank.n_prompts)], cfg.bank, seed=seed, out_dir=Path(tmp))
@@ -79,7 +78,7 @@ def measure(cfg, task, path: Path, splits: dict, rl_prompts: list[dict], seed: i
 def build_draw(cfg, out: Path, command: str) -> dict:
     """Train π_ref for ``cfg.warm_start.draw`` into ``out`` (a ``from_pretrained`` folder), measure it and write its
     manifest; returns the manifest."""
-    task = load_task(cfg)[0]
+    task = load_task(cfg.task)[0]
     splits = task.load_splits()
     demo, rl_prompts, _ = task_splits(task, splits, task.opts.n_demo, task.opts.n_val)
     torch.manual_seed(0)

@@ -69,11 +69,8 @@ def get_task_class(name: str) -> type:
     return get("task", name)
 
 
-def make_algo(cfg):
-    """The plug-in that ``algo.name`` names, with its options parsed from the ``algo`` config (an unknown or bad
+def make_algo(section: dict):
+    """The plug-in that ``algo.name`` names, with its options parsed from the ``algo`` section (an unknown or bad
     one stops here); ``search`` is harness.tune's search space, no option of the plug-in."""
-    from omegaconf import OmegaConf
-
-    options = OmegaConf.to_container(cfg.algo, resolve=True)
-    options.pop("search", None)
+    options = {k: v for k, v in section.items() if k != "search"}
     return get_algorithm(options.pop("name"))(**options)

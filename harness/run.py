@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.preflight import preflight
+from harness.config.schema import interpolations, settings
 from harness.distributed.gpu_slots import gpu_slot, gpus_per_job
 from harness.errors import UserError
 
@@ -34,7 +35,7 @@ def _launch(cfg_dict: dict) -> int:
 
     cfg_dict = {**cfg_dict, "dist": from_slurm(cfg_dict["dist"])}
     try:
-        check_job(OmegaConf.create(cfg_dict))
+        check_job(settings(cfg_dict))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return STOPPED
@@ -48,7 +49,8 @@ def hydra_entry(cfg: DictConfig) -> None:
     from harness.reporting.leaderboard import write_reports
 
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
-    cfg_dict["_overrides"] = list(HydraConfig.get().overrides.task)  # names the run's variant
+    cfg_dict["_overrides"] = list(HydraConfig.get().overrides.task)  # names the run's variant, with the keys
+    cfg_dict["_interpolated"] = interpolations(cfg)  # that its sections read through ${...}
     label = f"algo={cfg.algo.name} task={cfg.task.name} model={cfg.model.name} seed={cfg.seed}"
     _sweep[0] = HydraConfig.get().mode == RunMode.MULTIRUN
     # in a sweep, the job's own GPUs while it runs (jobs of a parallel launcher never share one)

@@ -147,9 +147,9 @@ def record(overrides: list[str], seed: int, draw: int) -> dict | None:
     from harness.storage.records import run_id
 
     cfg = compose([*overrides, f"seed={seed}", f"warm_start.draw={draw}"])
-    algo = make_algo(cfg)
+    algo = make_algo(cfg.algo)
     spec = run_spec(cfg, algo)
-    path = Path(cfg.results_dir) / "runs" / run_id(cfg.task.name, model_label(cfg), algo.name, seed,
+    path = Path(cfg.results_dir) / "runs" / run_id(cfg.task["name"], model_label(cfg.model), algo.name, seed,
                                                     config_hash(spec)) / "metrics.json"
     rec = json.loads(path.read_text()) if path.exists() else None
     return rec if rec and rec.get("status") == "ok" else None
@@ -200,7 +200,7 @@ def main(argv: list[str]) -> int:
         results_dir = Path(compose(rest).results_dir)
         for draw in sorted(set(opts["draws"]) | set(opts["report_draws"])):  # a draw not shipped: before the trials
             cfg = compose([*rest, f"warm_start.draw={draw}"])
-            check_draw(cfg, load_task(cfg)[0])
+            check_draw(cfg, load_task(cfg.task)[0])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -220,7 +220,7 @@ def main(argv: list[str]) -> int:
         params = json.loads(best["params"])
         over = overrides_of(algo, params, rest, "test")
         cfg = compose([*over, f"seed={opts['report_seeds'][0]}", f"warm_start.draw={opts['report_draws'][0]}"])
-        key, entry = variant_id(run_spec(cfg, make_algo(cfg))), {
+        key, entry = variant_id(run_spec(cfg, make_algo(cfg.algo))), {
             "algo": algo, "params": params, "trials": opts["trials"], "tuning_seeds": opts["seeds"],
             "tuning_draws": opts["draws"], "val_mean": best["val_mean"],
             "chosen": f"tuned on val, {opts['trials']} trials"}

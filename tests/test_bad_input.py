@@ -14,19 +14,19 @@ from tests.conftest import run_cli
                                     "generation.batch_size=8", "model.gradient_checkpointing=true"])
 def test_operational_options_change_no_key_nor_label(option):
     base, other = compose(["algo=dqo"]), compose(["algo=dqo", option])
-    algo = make_algo(base)
+    algo = make_algo(base.algo)
     assert run_spec(other, algo) == run_spec(base, algo)
     assert variant_label([option], run_spec(other, algo)) == ""
-    task = load_task(base)[0]
+    task = load_task(base.task)[0]
     assert warm_start_spec(other, task) == warm_start_spec(base, task)
 
 
 @pytest.mark.parametrize("overrides, words", [
     (["algo=dpo", "bank.k=1"], "bank.k=1: dpo needs at least 2 samples per prompt"),
-    (["seed=abc"], "seed='abc' is not an integer"),
+    (["seed=abc"], "seed='abc': must be a whole number"),
     (["train.checkpoint_minutes=abc"], "train.checkpoint_minutes='abc' is not a number"),
     (["train.checkpoint_minutes=-1"], "train.checkpoint_minutes=-1 is out of range: it must be >= 0"),
-    (["train.group_by_prompt=maybe"], "train.group_by_prompt='maybe': give true or false"),
+    (["train.group_by_prompt=maybe"], "train.group_by_prompt='maybe': must be true or false"),
     (["task.n_val=5000"], "task.n_val=5000 leaves no RL prompts in a train split of 5000"),
     (["eval.split=dev"], "eval.split='dev': valid values are test"),
     (["eval.every=5", "task.n_val=0"], "task.n_val must be > 0"),

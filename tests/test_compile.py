@@ -5,12 +5,11 @@ import copy
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from harness.backbone.agent import Agent
 from harness.backbone.sequences import collate
 from harness.backbone.value_model import ValueModel
-from harness.config.checks import check_config
+from harness.config.compose import compose
 from harness.errors import UserError
 from tests.test_models import small
 from tests.test_prefix import OUTPUTS, close, grouped
@@ -49,7 +48,7 @@ def test_compiled_passes_equal_the_eager_ones():
 def test_compile_with_sharded_weights_is_refused_before_any_work():
     for dist in ("zero3", "fsdp"):
         with pytest.raises(UserError, match="train.compile=true does not run with sharded weights"):
-            check_config(OmegaConf.create({"train": {"compile": True}, "dist": {"name": dist}}))
-    check_config(OmegaConf.create({"train": {"compile": True}, "dist": {"name": "ddp"}}))
-    with pytest.raises(UserError, match="train.compile='yes': give true or false"):
-        check_config(OmegaConf.create({"train": {"compile": "yes"}}))
+            compose(["train.compile=true", f"dist={dist}"])
+    assert compose(["train.compile=true", "dist=ddp"]).train.compile
+    with pytest.raises(UserError, match="train.compile='yes': must be true or false"):
+        compose(["train.compile=yes"])

@@ -18,7 +18,7 @@ SHIPPED = sorted(family.ROOT.glob("*/draw-*/manifest.json"))
 
 def _fake_family(tmp_path, cfg, draws=(0, 1)):
     """A family folder whose manifests carry ``cfg``'s recipe (weights: any bytes, hashed)."""
-    rec = recipe(cfg, load_task(cfg)[0])
+    rec = recipe(cfg, load_task(cfg.task)[0])
     for d in draws:
         path = tmp_path / "fam" / f"draw-{d}"
         path.mkdir(parents=True)
@@ -32,16 +32,16 @@ def _fake_family(tmp_path, cfg, draws=(0, 1)):
 def test_a_draw_is_found_by_its_recipe_and_its_weights_are_checked(tmp_path):
     cfg = compose(["model.warm_start_steps=7"])
     root = _fake_family(tmp_path, cfg)
-    rec = recipe(cfg, load_task(cfg)[0])
+    rec = recipe(cfg, load_task(cfg.task)[0])
     assert family.find(rec, 1, root).draw == 1 and family.find(rec, 2, root) is None
     assert family.find(rec, 0, root).key.startswith("family-fam-draw0-")
     # what does not change π_ref's weights keeps the recipe: the test split, the algorithm's training, lora, dtype
     same = compose(["model.warm_start_steps=7", "task.n_test=40", "task.test_max_steps=9", "train.lr_schedule=linear",
                     "model.dtype=bfloat16", "model.max_new_tokens=32", "warm_start.draw=1", "algo=dpo"])
-    assert recipe(same, load_task(same)[0]) == rec
+    assert recipe(same, load_task(same.task)[0]) == rec
     other = compose(["model.warm_start_steps=8"])
-    assert family.find(recipe(other, load_task(other)[0]), 0, root) is None
-    assert "warm_start.steps=8 (family: 7)" in family.difference(recipe(other, load_task(other)[0]), root)
+    assert family.find(recipe(other, load_task(other.task)[0]), 0, root) is None
+    assert "warm_start.steps=8 (family: 7)" in family.difference(recipe(other, load_task(other.task)[0]), root)
     (root / "fam" / "draw-0" / family.WEIGHTS).write_bytes(b"edited")
     with pytest.raises(UserError, match="is not the file its manifest names"):
         family.find(rec, 0, root)
@@ -49,7 +49,7 @@ def test_a_draw_is_found_by_its_recipe_and_its_weights_are_checked(tmp_path):
 
 def test_a_run_key_names_the_shipped_weights_and_the_draw_is_no_variant(tmp_path):
     cfg = compose(["model.warm_start_steps=7", f"warm_start.family_dir={_fake_family(tmp_path, compose(['model.warm_start_steps=7'])) / 'fam'}"])
-    algo = make_algo(cfg)
+    algo = make_algo(cfg.algo)
     spec = run_spec(cfg, algo)
     assert spec["ref"] == shipped_ref(cfg).sha256
     other_draw = compose([*(f"{k}={v}" for k, v in [("model.warm_start_steps", 7),
@@ -71,11 +71,11 @@ def test_a_draw_the_family_lacks_stops_before_any_work(tmp_path):
     common = ["model.warm_start_steps=7", f"warm_start.family_dir={fam}"]
     cfg = compose([*common, "warm_start.draw=2"])
     with pytest.raises(UserError, match=r"warm_start.draw=2: family fam ships draws 0, 1; .*warm_start.rebuild=true"):
-        check_draw(cfg, load_task(cfg)[0])
+        check_draw(cfg, load_task(cfg.task)[0])
     for ok in (["warm_start.draw=1"], ["warm_start.draw=2", "warm_start.rebuild=true"],
                ["warm_start.draw=2", "model.warm_start_steps=8"]):  # another recipe builds its own π_ref, as before
         cfg = compose([*common, *ok])
-        check_draw(cfg, load_task(cfg)[0])
+        check_draw(cfg, load_task(cfg.task)[0])
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no family shipped")
@@ -84,8 +84,8 @@ def test_the_default_job_starts_from_shipped_draw_0():
     the shipped family must stay the defaults' family."""
     cfg = compose([])
     draw = shipped_ref(cfg)
-    assert draw is not None and draw.draw == 0, family.difference(recipe(cfg, load_task(cfg)[0]))
-    members = family.members(recipe(cfg, load_task(cfg)[0]))
+    assert draw is not None and draw.draw == 0, family.difference(recipe(cfg, load_task(cfg.task)[0]))
+    members = family.members(recipe(cfg, load_task(cfg.task)[0]))
     assert len(members) >= 5 and sorted(d.draw for d in members) == list(range(len(members)))
     assert sum(f.stat().st_size for d in members for f in d.path.iterdir()) < 25e6
     for d in members:

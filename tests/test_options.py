@@ -96,9 +96,13 @@ def test_a_group_default_set_by_a_plug_in_is_its_declared_default():
 
 
 def test_options_command_lists_every_option_with_its_doc(capsys):
-    from harness.options import main
+    from harness.options.__main__ import main
 
     assert main(["dqo", "reference"]) == 0
     out = capsys.readouterr().out
     assert "algo.is_self_normalize" in out and "(>= 0 and <= 1)" in out and "algo=reference  (no options)" in out
     assert main(["nope"]) == 2 and "unknown algorithm 'nope'" in capsys.readouterr().err
+    assert main([]) == 0  # everything: the top-level options, every shared section, every algorithm
+    out = capsys.readouterr().out
+    assert "top level" in out and "train.micro_batch_size" in out and "bank.top_p" in out and "(> 0 and <= 1)" in out
+    assert "model.lora.alpha" in out and "algo=dqo" in out

@@ -39,17 +39,19 @@ def test_variant_label_keeps_only_what_changes_the_run():
 
 
 def test_variant_label_includes_overrides_read_through_interpolation():
-    """`bank.n_prompts=500` changes an online run through `algo.prompt_pool: ${bank.n_prompts}`."""
+    """`bank.n_prompts=500` changes an online run through `algo.prompt_pool: ${bank.n_prompts}`: the settings keep
+    the keys each section reads through an interpolation (found before Hydra resolves them), and the run's label
+    names the override."""
     from omegaconf import OmegaConf
 
-    from harness.config.variants import interpolated_keys
+    from harness.config.schema import interpolations
 
     cfg = OmegaConf.create({"bank": {"n_prompts": 500, "k": 8}, "seed": 0,
                             "algo": {"name": "grpo", "prompt_pool": "${bank.n_prompts}"}})
+    assert interpolations(cfg) == {"algo": ["bank.n_prompts"]}
     spec = {"algo": OmegaConf.to_container(cfg.algo, resolve=True), "seed": 0}
-    keys = interpolated_keys(cfg, spec)
-    assert keys == {"bank.n_prompts"}
-    assert variant_label(["algo=grpo", "bank.n_prompts=500", "bank.k=4"], spec, keys) == "bank.n_prompts=500"
+    assert variant_label(["algo=grpo", "bank.n_prompts=500", "bank.k=4"], spec, {"bank.n_prompts"}) == \
+        "bank.n_prompts=500"
 
 
 def test_report_writes_csv_markdown_and_plot_with_paired_delta(tmp_path):

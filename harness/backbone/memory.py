@@ -24,13 +24,14 @@ def dtype_of(name: str) -> torch.dtype:
 
 
 def lora_enabled(mcfg) -> bool:
-    return int((mcfg.get("lora") or {}).get("r") or 0) > 0
+    """``mcfg``: the ``model`` section (``harness/config/schema.py``)."""
+    return mcfg.lora.r > 0
 
 
 def trainable(model, mcfg, task_type: str | None = "CAUSAL_LM"):
     """``model`` ready to train under the levers: gradient checkpointing on; with ``model.lora.r`` > 0 wrapped in
     LoRA adapters (the base frozen). ``task_type=None`` for a bare trunk (a value model's decoder)."""
-    if mcfg.get("gradient_checkpointing"):
+    if mcfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not lora_enabled(mcfg):
         return model
@@ -42,7 +43,7 @@ def trainable(model, mcfg, task_type: str | None = "CAUSAL_LM"):
                         target_modules=target if isinstance(target, str) else list(target), bias="none",
                         task_type=task_type)
     model = get_peft_model(model, config)
-    if mcfg.get("gradient_checkpointing"):
+    if mcfg.gradient_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
     return model
 
@@ -57,12 +58,8 @@ def adapters_off(model):
 
 
 def check_levers(mcfg, engine: str) -> None:
-    """One line, before any work, for a lever this setup cannot use."""
-    dtype_of(str(mcfg.get("dtype", "float32")))
-    if lora_enabled(mcfg):
-        if engine == "vllm":
-            raise UserError("model.lora with generation.engine=vllm is not supported yet (vLLM would need the "
-                            "merged weights after every update); use generation.engine=hf")
-        lora = mcfg.lora
-        if float(lora.alpha) <= 0 or not 0 <= float(lora.dropout) < 1:
-            raise UserError(f"model.lora: need alpha > 0 and 0 <= dropout < 1 (got {lora.alpha}, {lora.dropout})")
+    """One line, before any work, for levers this setup cannot combine (each lever's own values are checked
+    against its declaration, ``harness/config/schema.py``)."""
+    if lora_enabled(mcfg) and engine == "vllm":
+        raise UserError("model.lora with generation.engine=vllm is not supported yet (vLLM would need the "
+                        "merged weights after every update); use generation.engine=hf")

@@ -103,7 +103,7 @@ def train_online(algo, prompts: list[dict], task, engine, *, model, ref_model, v
             stopped = False
             for epoch in range(plan["epochs"]):
                 idx = shuffled(len(examples), random.Random(seed * 7919 + it * 31 + epoch),
-                               prompt_groups(examples, algo.slots) if cfg.get("group_by_prompt") else None)
+                               prompt_groups(examples, algo.slots) if getattr(cfg, "group_by_prompt", False) else None)
                 for k in range(0, len(idx), bsz):
                     step += 1
                     if stopped:  # early stop: the schedule still advances, so its length stays the budget's

@@ -32,15 +32,11 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 
 
-def check_precision(precision: str) -> None:
-    """``train.precision`` names a precision (whether this machine can run it is ``mixed_precision``'s question)."""
+def mixed_precision(precision: str = "auto") -> str:
+    """accelerate's ``mixed_precision`` for ``train.precision``: ``auto`` is bf16 on a GPU and fp32 on a CPU; one
+    line when this machine cannot run it (a name that is none: also here, for callers outside a job)."""
     if precision != "auto" and precision not in PRECISIONS:
         raise UserError(f"train.precision={precision!r}: valid values are auto, {', '.join(PRECISIONS)}")
-
-
-def mixed_precision(precision: str = "auto") -> str:
-    """accelerate's ``mixed_precision`` for ``train.precision``: ``auto`` is bf16 on a GPU and fp32 on a CPU."""
-    check_precision(precision)
     cuda = torch.cuda.is_available()
     if precision == "auto":
         return "bf16" if cuda else "no"
@@ -141,7 +137,7 @@ class Learner:
         sharded = accelerator.distributed_type == DistributedType.FSDP or (
             self.deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(
-            Agent(model, value_model, sharded=sharded, compile=bool(cfg.get("compile"))), optimizer, scheduler)
+            Agent(model, value_model, sharded=sharded, compile=bool(getattr(cfg, "compile", False))), optimizer, scheduler)
         if self.deepspeed:  # accelerate's backward drives the first engine it prepared; this Learner's is its own
             from accelerate.utils.deepspeed import DeepSpeedEngineWrapper
 
@@ -382,7 +378,7 @@ def train(model, algo, examples: list[dict], cfg, *, seed: int, pad_id: int, acc
     check_batch_sizes(steps, bsz, int(cfg.micro_batch_size or bsz))
     learner = Learner(model, algo, cfg, steps=steps, seed=seed, pad_id=pad_id, accelerator=accelerator,
                       value_model=value_model)
-    groups = prompt_groups(examples, algo.slots) if cfg.get("group_by_prompt") else None
+    groups = prompt_groups(examples, algo.slots) if getattr(cfg, "group_by_prompt", False) else None
     if algo.needs_ref and not algo.online:  # before a checkpoint's weights are loaded: the policy is still π_ref
         learner.fill_reference(examples, step_batches(len(examples), bsz, steps, seed, groups))
     loop = Loop(learner, cfg, ckpt_dir, HISTORY, steps, desc)
@@ -414,7 +410,7 @@ class Loop:
         self.start = learner.resume(ckpt_dir)
         saved = ckpt_dir / saved_name if ckpt_dir is not None else None
         self.saved = json.loads(saved.read_text()) if self.start and saved.exists() else None
-        self.schedule = checkpoints.Schedule(cfg.checkpoint_every, cfg.get("checkpoint_minutes"))
+        self.schedule = checkpoints.Schedule(cfg.checkpoint_every, getattr(cfg, "checkpoint_minutes", 0))
         self.bar = tqdm(total=total, initial=self.start, desc=desc, unit="step", disable=None, dynamic_ncols=True)
 
     def log(self, rec: dict) -> None:

@@ -13,9 +13,9 @@ estimators (``estimate_zero2/3_model_states_mem_needs``, https://deepspeed.readt
 """
 from __future__ import annotations
 
-import copy
 import math
 
+from harness.config.schema import updated
 from harness.errors import UserError
 from harness.registry import get_algorithm, make_algo
 
@@ -26,7 +26,7 @@ COLUMNS = ("weights", "grads", "optimiser", "activations", "kv_cache", "total")
 
 def arch(mcfg):
     """The model's config.json, or a Llama of ``tiny``'s sizes (as ``harness.backbone.models.build_tiny_model``)."""
-    if mcfg.get("name_or_path"):
+    if mcfg.name_or_path:
         from transformers import AutoConfig
 
         from harness.backbone.hub import local_model_path
@@ -121,7 +121,7 @@ def seq_len(cfg, c, prompt_len: int) -> int:
 
 def plan(cfg, c, gpu_mem: float, prompt_len: int) -> list[dict]:
     """One row per stage the job runs: bytes per device, and whether they fit in ``gpu_mem`` GiB."""
-    algo, sz, m = make_algo(cfg), sizes(c), cfg.model
+    algo, sz, m = make_algo(cfg.algo), sizes(c), cfg.model
     dist, n, w = str(cfg.dist.name), n_processes(cfg), BYTES[str(m.dtype)]
     cb = 2 if str(cfg.train.precision) in ("auto", "bf16", "fp16") else w  # activations: autocast's dtype
     seq = seq_len(cfg, c, prompt_len)
@@ -186,12 +186,10 @@ def lever_groups(cfg, dist: bool = True) -> list[list[dict]]:
 def suggest(cfg, c, gpu_mem: float, prompt_len: int, dist: bool = True) -> dict | None:
     """The first lever setting that alone makes every stage fit; else levers added in order until they fit,
     then each relaxed (last first) to its weakest setting that still fits."""
-    from omegaconf import OmegaConf
-
     def fits(chosen: dict) -> bool:
-        new = copy.deepcopy(cfg)
+        new = cfg
         for key, value in ((k, v) for s in chosen.values() for k, v in s.items()):
-            OmegaConf.update(new, key, value, merge=False)
+            new = updated(new, key, value)
         return all(r["fits"] for r in plan(new, c, gpu_mem, prompt_len))
 
     groups = lever_groups(cfg, dist)
@@ -226,7 +224,7 @@ def report(cfg, gpu_mem: float, prompt_len: int) -> str:
     df[list(COLUMNS)] = (df[list(COLUMNS)] / GiB).round(2)
     df["fits"] = df["fits"].map({True: "yes", False: "no"})
     lines = [(f"model {cfg.model.name_or_path or 'tiny'}: {sz['total'] / 1e9:.3f}B parameters "
-              f"({c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size}); algo={cfg.algo.name}"),
+              f"({c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size}); algo={cfg.algo['name']}"),
              (f"dist={cfg.dist.name} over {n} process(es); model.dtype={cfg.model.dtype}, train.precision="
               f"{cfg.train.precision} (auto: bf16 on a GPU); sequences of {seq_len(cfg, c, prompt_len)} tokens "
               f"(prompt_len={prompt_len} + max_new_tokens, capped at the context); GiB per device"),

@@ -48,26 +48,16 @@ def preflight(argv: list[str]) -> None:
 
 
 def check_keys(argv: list[str]) -> None:
-    """An override of a key that ``config.yaml`` does not declare stops with one line naming the closest one
-    (``+key=`` adds a key on purpose; ``algo.``/``task.`` keys are checked against the plug-in's options,
-    ``model.`` keys depend on the model group)."""
-    import difflib
+    """An override of a key that no shared section declares (``harness/config/schema.py``) stops with one line
+    naming the closest one (``+key=`` adds a key on purpose; ``algo.``/``task.`` keys are checked against the
+    plug-in's options)."""
+    from harness.config.schema import check_override_key
 
-    declared = {k: v for k, v in main_config().items() if k != "defaults"}
-    tops = set(declared) | {"algo", "task", "model", "dist", "hydra"}
     for arg in argv:
         key, eq, _ = arg.partition("=")
-        if not eq or key.startswith(("+", "~", "-")) or "/" in key:
+        if not eq or key.startswith(("+", "~", "-")) or "/" in key or key.split(".")[0] in ("algo", "task", "hydra"):
             continue
-        parts = key.split(".")
-        known = tops if len(parts) == 1 or parts[0] not in tops else (
-            set(declared[parts[0]]) | ({"name"} if parts[0] == "dist" else set())
-            if len(parts) == 2 and isinstance(declared.get(parts[0]), dict) and parts[0] != "model" else None)
-        i = 0 if parts[0] not in tops else len(parts) - 1  # the part that is unknown
-        if known is not None and parts[i] not in known:
-            close = difflib.get_close_matches(parts[i], sorted(known), n=1)
-            hint = f" (did you mean {'.'.join([*parts[:i], close[0], *parts[i + 1:]])}?)" if close else ""
-            raise UserError(f"unknown option {key}{hint}; every option is listed in sweeps/config.yaml")
+        check_override_key(key)
 
 
 def check_results_dir(argv: list[str]) -> None:

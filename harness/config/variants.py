@@ -3,11 +3,6 @@ never averages runs with different hyper-parameters into one row (``algo=dqo alg
 own row, next to plain ``dqo``)."""
 from __future__ import annotations
 
-import json
-import re
-
-from omegaconf import OmegaConf
-
 from harness.storage.artifacts import config_hash
 
 #: overrides that never make a different variant: the seed and π_ref's draw are factors of the report; the rest
@@ -22,14 +17,6 @@ def _in_spec(spec: dict, dotted: str) -> bool:
             return False
         node = node[part]
     return True
-
-
-def interpolated_keys(cfg, sections) -> set[str]:
-    """Dotted keys that the given config sections read through ``${...}`` interpolations (an online
-    algorithm's ``prompt_pool: ${bank.n_prompts}``): overriding one of them changes those sections."""
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    text = json.dumps({s: raw.get(s) for s in sections})
-    return set(re.findall(r"\$\{([\w.]+)\}", text))
 
 
 def variant_label(overrides: list[str], spec: dict, read_keys: set[str] = frozenset()) -> str:

@@ -14,7 +14,7 @@ def evaluate(engine, task, examples: list[dict], cfg, *, seed: int) -> tuple[dic
     greedy = engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=seed,
                              desc="eval greedy")
     k = int(cfg.k)
-    n_sampled = len(prompts) if cfg.get("n_sampled") is None else min(int(cfg.n_sampled), len(prompts))
+    n_sampled = len(prompts) if getattr(cfg, "n_sampled", None) is None else min(int(cfg.n_sampled), len(prompts))
     sampled = engine.generate(prompts[:n_sampled], n=k, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, seed=seed, desc=f"eval sampled k={k}") if k else []
     sampled = sampled + [[] for _ in prompts[len(sampled):]]

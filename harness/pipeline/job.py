@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from omegaconf import OmegaConf
-
+from harness.config.schema import settings
 from harness.distributed.ranks import main_process
 from harness.errors import UserError
 from harness.pipeline.stages import run_job
@@ -23,7 +22,7 @@ def run_one(cfg_dict: dict) -> int:
     """Run one job, printing a one-line error: 0 on success, 1 on a failure recorded in its run folder,
     ``STOPPED`` when it stopped before writing any record."""
     try:
-        run_job(OmegaConf.create(cfg_dict))
+        run_job(settings(cfg_dict))
         return 0
     except UserError as e:
         if main_process():  # every process of a launched job meets the same error

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
+from harness.config.schema import Bank, ValueCheck
 
 from harness.backbone.sequences import collate
 from harness.backbone.value_model import ValueHead
@@ -26,10 +26,10 @@ from harness.pipeline.bank import build_bank, load_bank
 from harness.pipeline.process_values import build_process_values, load_process_values
 
 
-def build_value_states(engine, task, examples: list[dict], tok, cfg, *, out_dir: Path) -> dict:
+def build_value_states(engine, task, examples: list[dict], tok, cfg: ValueCheck, *, out_dir: Path) -> dict:
     """k samples per prompt from π_ref, then MC values at the step boundaries of the first (all saved in
     ``out_dir``)."""
-    rollouts = OmegaConf.create({"k": cfg.k, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": cfg.max_new_tokens})
+    rollouts = Bank(n_prompts=len(examples), k=cfg.k, temperature=1.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
     bank_meta = build_bank(engine, task, examples, rollouts, seed=int(cfg.seed), out_dir=out_dir)
     firsts = [{**g, "samples": g["samples"][:1]} for g in load_bank(out_dir)]
     pv_meta = build_process_values(engine, task, firsts, tok, rollouts, seed=int(cfg.seed), out_dir=out_dir)

@@ -7,11 +7,10 @@ when ``warm_start.steps`` is 0, used as π_ref as it is (no artifact).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from algorithms._base import TrainData
 from harness.backbone import compute
@@ -24,6 +23,7 @@ from harness.backbone.models import (
     train_tiny_tokenizer,
 )
 from harness.backbone.training import train
+from harness.config.schema import Train, WarmStart
 from harness.config.variants import drop_operational
 from harness.distributed.ranks import main_process
 from harness.registry import get_algorithm
@@ -46,41 +46,37 @@ _NOT_IN_RECIPE = ("lora", "dtype", "max_new_tokens", "warm_start_steps", "warm_s
 _NOT_IN_WARM_START_RECIPE = ("draw", "rebuild", "family_dir")
 
 
-def recipe(cfg, task) -> dict:
+def recipe(s, task) -> dict:
     """What determines π_ref up to its draw: the model, the demonstrations' options and the warm start's own
-    training settings (``warm_start.*``; not ``train.*``, which is the algorithm's). Two configs with the same
-    recipe have the same π_ref family (``harness/pipeline/family.py``)."""
-    model = drop_operational("model", OmegaConf.to_container(cfg.model, resolve=True))
-    spec = OmegaConf.to_container(cfg.task, resolve=True)
-    ws = OmegaConf.to_container(cfg.warm_start, resolve=True)
+    training settings (``warm_start.*``; not ``train.*``, which is the algorithm's), as given in the settings ``s``.
+    Two configs with the same recipe have the same π_ref family (``harness/pipeline/family.py``)."""
+    model = drop_operational("model", s.given["model"])
     return {"model": {k: v for k, v in model.items() if k not in _NOT_IN_RECIPE},
-            "task": {k: v for k, v in spec.items() if k not in task.not_in_demos},
-            "warm_start": {k: v for k, v in ws.items() if k not in _NOT_IN_WARM_START_RECIPE}}
+            "task": {k: v for k, v in s.given["task"].items() if k not in task.not_in_demos},
+            "warm_start": {k: v for k, v in s.given["warm_start"].items() if k not in _NOT_IN_WARM_START_RECIPE}}
 
 
-def warm_start_spec(cfg, task) -> dict:
-    """Exactly the config that determines a π_ref built here: its recipe, its draw, and the dtype and precision it
+def warm_start_spec(s, task) -> dict:
+    """Exactly the settings that determine a π_ref built here: its recipe, its draw, and the dtype and precision it
     was trained in (its cache key)."""
-    return {**recipe(cfg, task), "draw": int(cfg.warm_start.draw), "dtype": str(cfg.model.dtype),
-            "precision": str(cfg.train.precision)}
+    return {**recipe(s, task), "draw": s.warm_start.draw, "dtype": s.model.dtype, "precision": s.train.precision}
 
 
-def sft_train_cfg(cfg) -> dict:
+def sft_train(ws: WarmStart, train: Train) -> Train:
     """The Learner's settings for π_ref's SFT: ``warm_start.*``, with the operational options of ``train``."""
-    ws = cfg.warm_start
-    bsz = int(ws.batch_size)
-    return {"steps": int(ws.steps), "batch_size": bsz, "micro_batch_size": min(int(cfg.train.micro_batch_size), bsz),
-            "warmup_ratio": float(ws.warmup_ratio), "lr_schedule": str(ws.lr_schedule),
-            "max_grad_norm": float(ws.max_grad_norm), "weight_decay": float(ws.weight_decay),
-            "checkpoint_every": 0, "checkpoint_minutes": cfg.train.checkpoint_minutes,
-            "log_every": cfg.train.log_every, "compile": bool(cfg.train.get("compile", False))}
+    return dataclasses.replace(train, steps=ws.steps, batch_size=ws.batch_size,
+                               micro_batch_size=min(train.micro_batch_size, ws.batch_size),
+                               group_by_prompt=False, warmup_ratio=ws.warmup_ratio, lr_schedule=ws.lr_schedule,
+                               max_grad_norm=ws.max_grad_norm, weight_decay=ws.weight_decay, checkpoint_every=0)
 
 
-def build_warm_start(cfg, task, demo: list[dict], accelerator, out: Path,
+def build_warm_start(s, task, demo: list[dict], accelerator, out: Path,
                      ckpt_dir: Path | None = None) -> dict:
-    """Build π_ref into ``out`` (model + tokenizer via save_pretrained); returns its cost summary. A killed
-    build resumes its SFT from ``ckpt_dir`` (``train.checkpoint_minutes``)."""
-    m, draw = cfg.model, int(cfg.warm_start.draw)  # the draw is the seed of everything random in the recipe
+    """Build π_ref into ``out`` (model + tokenizer via save_pretrained) from the settings' model, warm start and
+    train sections; returns its cost summary. A killed build resumes its SFT from ``ckpt_dir``
+    (``train.checkpoint_minutes``)."""
+    m, ws = s.model, s.warm_start
+    draw = ws.draw  # the draw is the seed of everything random in the recipe
     if m.name_or_path:
         tok = load_tokenizer(m.name_or_path)
         model = load_model(m.name_or_path, dtype=dtype_of(m.dtype))
@@ -93,13 +89,13 @@ def build_warm_start(cfg, task, demo: list[dict], accelerator, out: Path,
                                  max_position_embeddings=m.max_position_embeddings, seed=draw)
     task.bind_tokenizer(tok)  # SFT prompts in the same style (chat or plain) as evaluation will use
     log.info("warm start: %s, %.2fM parameters, SFT for %d steps on %d demonstrations",
-             m.name_or_path or "tiny (from scratch)", count_parameters(model) / 1e6, cfg.warm_start.steps, len(demo))
+             m.name_or_path or "tiny (from scratch)", count_parameters(model) / 1e6, ws.steps, len(demo))
     meta, state = {"train_tokens": 0, "flops": 0.0}, None
     compute.reset_peak_memory()
-    if int(cfg.warm_start.steps) > 0:
-        algo = get_algorithm(cfg.warm_start.algo)(lr=cfg.warm_start.lr)
+    if ws.steps > 0:
+        algo = get_algorithm(ws.algo)(lr=ws.lr)
         examples = algo.build_examples(TrainData(demo=encode_demo(tok, task, demo)), random.Random(draw))
-        res = train(model, algo, examples, OmegaConf.create(sft_train_cfg(cfg)), seed=draw,
+        res = train(model, algo, examples, sft_train(ws, s.train), seed=draw,
                     pad_id=tok.pad_token_id, accelerator=accelerator, ckpt_dir=ckpt_dir, desc=f"warm start ({algo.name})")
         model, state = res["model"], res["policy_state"]()  # every process: gathers weights a strategy sharded
         meta = {"train_tokens": res["train_tokens"], "final_loss": res["history"][-1]["loss"],

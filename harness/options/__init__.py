@@ -6,7 +6,8 @@ a one-line doc; ``parse_options`` turns a config section into that dataclass or 
         beta: float = option(0.1, "KL strength β", gt=0)
 
 A default may be an interpolation (``"${bank.n_prompts}"``): Hydra resolves it from the yaml, which
-``tests/test_options.py`` checks against these declarations key by key.
+``tests/test_options.py`` checks against these declarations key by key. The shared sections (train, bank, eval,
+…) are declared the same way (``harness/config/schema.py``); ``python -m harness.options`` lists them all.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def parse_options(cls, values: dict | None, prefix: str):
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, f in fields.items():
-        key = f"{prefix}.{name}"
+        key = f"{prefix}.{name}" if prefix else name
         if name not in values:
             default = _default(f)
             if is_interpolation(default):
@@ -59,14 +60,15 @@ def check_key(cls, dotted: str, prefix: str, owner: str = "") -> None:
     """Stop with one line when ``dotted`` (``beta``, ``budget.prompts``) is not an option of ``cls``."""
     head, _, rest = dotted.partition(".")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    dot = f"{prefix}." if prefix else ""
     if head not in fields:
         close = difflib.get_close_matches(head, fields, n=1)
-        hint = f" (did you mean {prefix}.{close[0]}?)" if close else ""
+        hint = f" (did you mean {dot}{close[0]}?)" if close else ""
         who = f" for {owner}" if owner else ""
-        raise UserError(f"unknown option {prefix}.{head}{who}{hint}; valid: {', '.join(sorted(fields)) or 'none'}")
+        raise UserError(f"unknown option {dot}{head}{who}{hint}; valid: {', '.join(sorted(fields)) or 'none'}")
     tp = typing.get_type_hints(cls)[head]
     if rest and dataclasses.is_dataclass(tp):
-        check_key(tp, rest, f"{prefix}.{head}", owner)
+        check_key(tp, rest, f"{dot}{head}", owner)
 
 
 def _convert(value, tp, key: str):
@@ -163,26 +165,3 @@ def defaults(cls) -> dict:
     """The declared defaults as a nested dict (interpolations left as written)."""
     return {f.name: dataclasses.asdict(d) if dataclasses.is_dataclass(d := _default(f)) else d
             for f in dataclasses.fields(cls)}
-
-
-def main(argv=None) -> int:
-    """``python -m harness.options [ALGO ...]``: every option of the named algorithms (all by default)."""
-    import sys
-
-    from harness.registry import available, get_algorithm
-
-    names = (argv if argv is not None else sys.argv[1:]) or available("algorithm")
-    try:
-        for name in names:
-            rows = describe(get_algorithm(name).Options)
-            print(f"algo={name}" + ("" if rows else "  (no options)"))
-            for key, tp, default, doc in rows:
-                print(f"  algo.{key:<24} {tp:<22} {default:<26} {doc}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
