@@ -95,6 +95,10 @@ class ArithOptions(TaskOptions):
     max_operand: int = option(99, "start value and +/- operands are drawn from 1..max_operand", ge=1)
     max_product: int = option(4999, "a multiplication is allowed only if its result is <= max_product", ge=2)
     max_factor: int = option(49, "multipliers and exact divisors are drawn from 2..max_factor", ge=2)
+    misread: float = option(0.0, "probability that a demonstration reads 'k times as many' as 'k more' (a habit of "
+                                 "π_ref's teacher that reward can correct; docs/design.md §10)", ge=0, le=1)
+    misread_from: int = option(3, "smallest factor k a misreading applies to ('twice as many' is read right below "
+                                  "3)", ge=2)
 
 
 @register_task("arith")
@@ -113,8 +117,12 @@ class ArithTask(Task):
         self._splits: dict[str, list[dict]] | None = None
         self._demos: list[dict] | None = None
 
-    #: options π_ref's demonstrations do not depend on (``harness/warm_start.recipe``)
-    not_in_demos = ("n_train", "n_test", "n_val", "test_min_steps", "test_max_steps")
+    @property
+    def not_in_demos(self) -> tuple[str, ...]:
+        """Options π_ref's demonstrations do not depend on (``harness/pipeline/warm_start.recipe``); with no
+        misreading, its factor threshold changes none either."""
+        off = ("misread", "misread_from") if self.opts.misread == 0 else ()
+        return ("n_train", "n_test", "n_val", "test_min_steps", "test_max_steps", *off)
 
     # -- generation -------------------------------------------------------------------------------
     def _step(self, rng: random.Random, v: int) -> tuple[str, int]:
@@ -200,7 +208,28 @@ class ArithTask(Task):
         return self._splits
 
     def load_demos(self) -> list[dict]:
-        """``n_demo`` demonstrations of their own split (made on first use: a shipped π_ref needs none), cached."""
+        """``n_demo`` demonstrations of their own split (made on first use: a shipped π_ref needs none), cached;
+        each "k times as many" of theirs misread with probability ``misread``."""
         if self._demos is None:
             self._demos = self._generate("demo", self.opts.n_demo)
+            if self.opts.misread > 0:
+                rng = random.Random(_split_seed(self.opts.seed, "misread"))
+                self._demos = [{**d, "answer": self._misread(d["answer"], rng)} for d in self._demos]
         return self._demos
+
+    def _misread(self, answer: str, rng: random.Random) -> str:
+        """The solution of a teacher who reads "k times as many" (k >= ``misread_from``) as "k more", each with
+        probability ``misread``, and carries on from what it wrote (integer division, negative counts and all):
+        a systematic error, not noise, so that π_ref prefers it at every such step while the right reading keeps
+        the rest of its probability. Greedy decoding then misreads every time and sampling sometimes reads right,
+        which is room for RL that outcome reward alone can find (docs/design.md §10)."""
+        v, lines = None, []
+        for line in answer.split("\n")[:-1]:  # "v op n = new"
+            start, op, n, _, _ = line.split()
+            v, n = int(start) if v is None else v, int(n)
+            if op == "*" and n >= self.opts.misread_from and rng.random() < self.opts.misread:
+                op = "+"
+            new = {"+": v + n, "-": v - n, "*": v * n, "/": v // n}[op]
+            lines.append(f"{v} {op} {n} = {new}")
+            v = new
+        return "\n".join(lines + [f"#### {v}"])

@@ -145,3 +145,31 @@ def test_the_test_split_reaches_beyond_the_training_range():
     assert {task.chain_length(r) for r in recs["train"] + task.load_demos()} == {1, 2, 3}
     assert task.train_chain_range() == (1, 3)
     assert all(task.chain_length(r) == len(r["answer"].splitlines()) - 1 for r in recs["test"])
+
+
+def test_a_misreading_teacher_adds_where_it_should_multiply():
+    """``misread``: each "k times as many" (k >= misread_from) of a demonstration becomes "+ k" with that probability,
+    and the solution carries on from it; "twice" stays read right; the questions, the splits the RL prompts and the
+    test come from, and the recipe at misread=0 are untouched."""
+    opts = dict(n_demo=400, n_train=50, n_test=50, max_factor=5, max_product=500, max_operand=50)
+    gold, always = get_task("arith", **opts), get_task("arith", **opts, misread=1.0)
+    assert gold.load_splits() == always.load_splits()
+    changed = 0
+    for g, m in zip(gold.load_demos(), always.load_demos()):
+        assert g["question"] == m["question"]
+        v = None
+        for gl, ml in zip(g["answer"].split("\n")[:-1], m["answer"].split("\n")[:-1]):
+            _, gop, k, _, _ = gl.split()
+            start, op, n, _, new = ml.split()
+            assert n == k and (v is None or int(start) == v)
+            assert op == ("+" if gop == "*" and int(k) >= 3 else gop)
+            v = int(new)
+            assert v == {"+": int(start) + int(n), "-": int(start) - int(n), "*": int(start) * int(n),
+                         "/": int(start) // int(n)}[op]
+        assert m["answer"].endswith(f"#### {v}")
+        changed += g["answer"] != m["answer"]
+    assert changed > 50
+    some = get_task("arith", **opts, misread=0.5).load_demos()
+    share = sum(a["answer"] != b["answer"] for a, b in zip(some, gold.load_demos())) / changed
+    assert 0.5 < share < 0.9  # a demonstration with j such steps keeps all j right with probability 0.5^j
+    assert "misread" in gold.not_in_demos and "misread" not in always.not_in_demos
