@@ -86,7 +86,8 @@ def build_draw(cfg, out: Path, command: str) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    cost = build_warm_start(cfg, task, demo(), make_accelerator(str(cfg.train.precision)), tmp)
+    cost = build_warm_start(cfg.model, cfg.warm_start, cfg.train, task, demo(), make_accelerator(cfg.train.precision),
+                            tmp)
     cost["wall_s"] = time.perf_counter() - t0
     figures = measure(cfg, task, tmp, splits, rl_prompts)
     rec = recipe(cfg, task)

@@ -81,3 +81,17 @@ def test_the_report_loads_no_model_stack():
             "print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_hydra_tree_stops_at_the_config_layer():
+    """Below the commands only ``config/`` reads a Hydra/OmegaConf config: it types it into ``Settings``, and every
+    other module receives typed sections (docs/design.md §1)."""
+    import ast
+
+    readers = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        mods = {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Import) for a in n.names}
+        mods |= {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.module}
+        if any(m.split(".")[0] == "omegaconf" for m in mods):
+            readers.append(str(path.relative_to(ROOT / "harness")))
+    assert all(r.startswith("config/") or "/" not in r for r in readers), readers

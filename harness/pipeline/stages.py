@@ -14,8 +14,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
 from accelerate.utils import DistributedType
-from omegaconf import OmegaConf
 from transformers import set_seed
 
 from algorithms._base import TrainData, process_alpha
@@ -27,7 +27,18 @@ from harness.backbone.models import load_model, load_tokenizer
 from harness.backbone.online import online_plan, train_online
 from harness.backbone.training import make_accelerator, mixed_precision, train
 from harness.backbone.value_model import ValueHead, ValueModel
-from harness.config.schema import Bank, Eval, Generation, Model, Process, Settings, Train, ValueCheck, WarmStart, settings
+from harness.config.schema import (
+    Bank,
+    Eval,
+    Generation,
+    Model,
+    Process,
+    Settings,
+    Train,
+    ValueCheck,
+    WarmStart,
+    settings,
+)
 from harness.config.variants import drop_operational, variant_id, variant_label
 from harness.distributed import ranks
 from harness.distributed.strategies import SHARDED, check_dist
@@ -216,7 +227,8 @@ def _record(s: Settings, algo, spec: dict, rid: str, run_dir: Path) -> dict:
     if ranks.main_process():  # a killed run's half-written files (``atomic_write``'s temporaries)
         for stale in run_dir.glob("*.tmp*"):
             stale.unlink(missing_ok=True)
-    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml({**s.given, "_overrides": s.overrides}))
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump({**s.given, "_overrides": s.overrides}, sort_keys=False,
+                                                         allow_unicode=True))
     read = {key for section in spec for key in s.interpolated.get(section, ())}
     head = {"run_id": rid, "task": s.task["name"], "model": model_label(s.model), "algo": algo.name,
             "variant": variant_label(s.overrides, spec, read), "variant_id": variant_id(spec), "seed": s.seed}
@@ -357,7 +369,8 @@ def load_policy(job: Job, demo, s: Settings) -> None:
                             family.difference(recipe(s, job.task), family_root(s.warm_start)), s.warm_start.draw)
             spec = warm_start_spec(s, job.task)
             path, meta, hit = job.store.get_or_build(
-                "warm_start", spec, lambda out: build_warm_start(s, job.task, demo(), job.accelerator, out,
+                "warm_start", spec, lambda out: build_warm_start(s.model, s.warm_start, s.train, job.task, demo(),
+                                                                 job.accelerator, out,
                                                                  ckpt_dir=job.store.checkpoint_dir("warm_start", spec)))
             log.info("warm start: %s %s", "reusing" if hit else "built", path)
             job.used["warm_start"], job.ref_path = {**meta, "path": str(path), "hit": hit}, str(path)
@@ -488,8 +501,10 @@ def train_offline_stage(job: Job, data: TrainData, run_dir: Path, train_cfg: Tra
         seq_len = compute.mean_length(examples, algo.slots)
         value_model = make_value_model(job, model)
         separate = isinstance(value_model, ValueModel)
-        curve = make_curve(job, eval_cfg, lambda lr: (compute.train_stage_flops(job.model.config, lr.tokens,
-                                                                                lr.forward_tokens, seq_len, separate), 0))
+        def own(lr):  # the run's FLOPs so far, for the learning curve
+            return compute.train_stage_flops(job.model.config, lr.tokens, lr.forward_tokens, seq_len, separate), 0
+
+        curve = make_curve(job, eval_cfg, own)
         res = train(trainable(job.model, model), algo, examples, train_cfg, seed=job.seed, pad_id=job.tok.pad_token_id,
                     accelerator=job.accelerator, ckpt_dir=run_dir / "checkpoint", desc=f"train {algo.name}",
                     value_model=value_model, on_step=curve)

@@ -23,7 +23,7 @@ from harness.backbone.models import (
     train_tiny_tokenizer,
 )
 from harness.backbone.training import train
-from harness.config.schema import Train, WarmStart
+from harness.config.schema import Model, Train, WarmStart
 from harness.config.variants import drop_operational
 from harness.distributed.ranks import main_process
 from harness.registry import get_algorithm
@@ -70,12 +70,10 @@ def sft_train(ws: WarmStart, train: Train) -> Train:
                                max_grad_norm=ws.max_grad_norm, weight_decay=ws.weight_decay, checkpoint_every=0)
 
 
-def build_warm_start(s, task, demo: list[dict], accelerator, out: Path,
+def build_warm_start(m: Model, ws: WarmStart, train_cfg: Train, task, demo: list[dict], accelerator, out: Path,
                      ckpt_dir: Path | None = None) -> dict:
-    """Build π_ref into ``out`` (model + tokenizer via save_pretrained) from the settings' model, warm start and
-    train sections; returns its cost summary. A killed build resumes its SFT from ``ckpt_dir``
-    (``train.checkpoint_minutes``)."""
-    m, ws = s.model, s.warm_start
+    """Build π_ref into ``out`` (model + tokenizer via save_pretrained) from the model, warm-start and train sections;
+    returns its cost summary. A killed build resumes its SFT from ``ckpt_dir`` (``train.checkpoint_minutes``)."""
     draw = ws.draw  # the draw is the seed of everything random in the recipe
     if m.name_or_path:
         tok = load_tokenizer(m.name_or_path)
@@ -95,8 +93,8 @@ def build_warm_start(s, task, demo: list[dict], accelerator, out: Path,
     if ws.steps > 0:
         algo = get_algorithm(ws.algo)(lr=ws.lr)
         examples = algo.build_examples(TrainData(demo=encode_demo(tok, task, demo)), random.Random(draw))
-        res = train(model, algo, examples, sft_train(ws, s.train), seed=draw,
-                    pad_id=tok.pad_token_id, accelerator=accelerator, ckpt_dir=ckpt_dir, desc=f"warm start ({algo.name})")
+        res = train(model, algo, examples, sft_train(ws, train_cfg), seed=draw, pad_id=tok.pad_token_id,
+                    accelerator=accelerator, ckpt_dir=ckpt_dir, desc=f"warm start ({algo.name})")
         model, state = res["model"], res["policy_state"]()  # every process: gathers weights a strategy sharded
         meta = {"train_tokens": res["train_tokens"], "final_loss": res["history"][-1]["loss"],
                 "flops": compute.train_flops(model.config, res["train_tokens"], compute.mean_length(examples, algo.slots))}
