@@ -92,10 +92,10 @@ class ArithOptions(TaskOptions):
     test_min_steps: int = option(1, "fewest operations per test problem", ge=1)
     test_max_steps: int = option(8, "most operations per test problem (above max_steps: beyond the training range)",
                                  ge=1)
-    max_operand: int = option(99, "start value and +/- operands are drawn from 1..max_operand", ge=1)
-    max_product: int = option(4999, "a multiplication is allowed only if its result is <= max_product", ge=2)
-    max_factor: int = option(49, "multipliers and exact divisors are drawn from 2..max_factor", ge=2)
-    misread: float = option(0.0, "probability that a demonstration reads 'k times as many' as 'k more' (a habit of "
+    max_operand: int = option(50, "start value and +/- operands are drawn from 1..max_operand", ge=1)
+    max_product: int = option(500, "a multiplication is allowed only if its result is <= max_product", ge=2)
+    max_factor: int = option(5, "multipliers and exact divisors are drawn from 2..max_factor", ge=2)
+    misread: float = option(0.6, "probability that a demonstration reads 'k times as many' as 'k more' (a habit of "
                                  "π_ref's teacher that reward can correct; docs/design.md §10)", ge=0, le=1)
     misread_from: int = option(3, "smallest factor k a misreading applies to ('twice as many' is read right below "
                                   "3)", ge=2)

@@ -152,7 +152,7 @@ def test_a_misreading_teacher_adds_where_it_should_multiply():
     and the solution carries on from it; "twice" stays read right; the questions, the splits the RL prompts and the
     test come from, and the recipe at misread=0 are untouched."""
     opts = dict(n_demo=400, n_train=50, n_test=50, max_factor=5, max_product=500, max_operand=50)
-    gold, always = get_task("arith", **opts), get_task("arith", **opts, misread=1.0)
+    gold, always = get_task("arith", **opts, misread=0.0), get_task("arith", **opts, misread=1.0)
     assert gold.load_splits() == always.load_splits()
     changed = 0
     for g, m in zip(gold.load_demos(), always.load_demos()):
