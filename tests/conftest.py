@@ -25,7 +25,7 @@ def smoke_overrides():
 
 
 #: the smoke settings that make π_ref: without them a job starts from the shipped family's draw 0 (a π_ref that
-#: solves about half the problems, so every batch carries a learning signal)
+#: solves about a third of the problems and most of its bank's prompts sometimes, so every batch carries a signal)
 RECIPE = ("model.", "warm_start.", "task.min_steps=", "task.max_steps=", "task.test_max_steps=", "task.max_operand=",
           "task.max_factor=", "task.max_product=", "task.n_demo=")
 
