@@ -66,12 +66,22 @@ def test_a_run_key_names_the_shipped_weights_and_the_draw_is_no_variant(tmp_path
 
 
 def test_a_draw_the_family_lacks_stops_before_any_work(tmp_path):
-    """Not a silent ~25-minute build: a draw the matching family does not ship needs warm_start.rebuild=true."""
+    """Not a silent ~25-minute build: a draw the matching family does not ship needs warm_start.rebuild=true, a
+    family folder must hold draws, and a broken manifest is named."""
     fam = _fake_family(tmp_path, compose(["model.warm_start_steps=7"])) / "fam"
     common = ["model.warm_start_steps=7", f"warm_start.family_dir={fam}"]
     cfg = compose([*common, "warm_start.draw=2"])
     with pytest.raises(UserError, match=r"warm_start.draw=2: family fam ships draws 0, 1; .*warm_start.rebuild=true"):
         check_draw(cfg, load_task(cfg.task)[0])
+    missing = compose(["model.warm_start_steps=7", f"warm_start.family_dir={tmp_path / 'nowhere'}"])
+    with pytest.raises(UserError, match=r"warm_start.family_dir=.*nowhere: no π_ref draws there"):
+        check_draw(missing, load_task(missing.task)[0])
+    manifest = fam / "draw-1" / family.MANIFEST
+    good = manifest.read_text()
+    manifest.write_text("{broken")
+    with pytest.raises(UserError, match=r"draw-1/manifest.json is not valid JSON"):
+        check_draw(cfg, load_task(cfg.task)[0])
+    manifest.write_text(good)
     for ok in (["warm_start.draw=1"], ["warm_start.draw=2", "warm_start.rebuild=true"],
                ["warm_start.draw=2", "model.warm_start_steps=8"]):  # another recipe builds its own π_ref, as before
         cfg = compose([*common, *ok])

@@ -62,8 +62,16 @@ class Draw:
 def draws(root: Path = ROOT) -> list[Draw]:
     """Every draw under ``root`` (a folder of families, or one family's folder), by family and draw."""
     found = sorted(root.glob(f"*/draw-*/{MANIFEST}")) + sorted(root.glob(f"draw-*/{MANIFEST}"))
-    out = [Draw(p.parent, json.loads(p.read_text())) for p in found]
+    out = [Draw(p.parent, _manifest(p)) for p in found]
     return sorted(out, key=lambda d: (d.path.parent.name, d.draw))
+
+
+def _manifest(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}): restore it with `git checkout -- "
+                        f"{path}`, or rebuild its draw with harness.build_family") from None
 
 
 def recipe_hash(recipe: dict) -> str:

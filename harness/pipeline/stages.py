@@ -137,10 +137,15 @@ def shipped_ref(s: Settings, task=None) -> family.Draw | None:
 
 
 def check_draw(s: Settings, task) -> None:
-    """A ``warm_start.draw`` that the matching shipped family lacks stops here: loading it would silently mean
-    building it from the recipe (about 25 minutes on 2 cores) instead of loading a shipped π_ref."""
+    """A ``warm_start.draw`` that the matching shipped family lacks, or a ``warm_start.family_dir`` with no draws,
+    stops here: either would silently mean building π_ref from the recipe (about 25 minutes on 2 cores) instead of
+    loading a shipped one."""
     if not looks_for_family(s.model, s.warm_start):
         return
+    if s.warm_start.family_dir and not family.draws(family_root(s.warm_start)):  # a typo: not a 25-minute build
+        raise UserError(f"warm_start.family_dir={s.warm_start.family_dir}: no π_ref draws there (no "
+                        f"draw-*/{family.MANIFEST}); give the out= folder of harness.build_family, or drop the option "
+                        "to use the repository's family/")
     shipped = family.members(recipe(s, task), family_root(s.warm_start))
     draw = s.warm_start.draw
     if shipped and draw not in {d.draw for d in shipped}:
